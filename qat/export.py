@@ -1,0 +1,150 @@
+"""Export a QAT checkpoint to the integer model file that the golden reference loads.
+
+The export is what the QAT forward computes: weights and biases are quantized with the same STD_ROUND
+at the same frozen, export-adjusted fix positions, so the integer reference equals the QAT fake-quant
+forward layer by layer (checked by ``fxlic.qat.verify``). Entropy tables are built here, once, from
+float distributions and stored as integers (Sun, Yu & Katto 2021): the decoder never evaluates a float.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from fxlic.entropy.tables import TableSet, gaussian_pmf, table_set_from_pmfs
+from fxlic.fxp.layer import QuantConv
+from fxlic.fxp.quant import quantize_param
+from fxlic.reference.modelfile import FORMAT, FORMAT_VERSION, ModelFile
+
+from .models import SCALE_MAX, SCALE_MIN, MeanScaleHyperprior, ModelConfig
+
+SCALE_LEVELS = 64  # Gaussian tables, log-spaced σ in [SCALE_MIN, SCALE_MAX] (as CompressAI's scale table)
+MEAN_FRAC_BITS = 2  # μ resolution used for table selection: 1/4
+TAIL_MASS = 1e-9
+
+
+def scale_grid() -> np.ndarray:
+    """σ of the y tables: SCALE_LEVELS log-spaced values from SCALE_MIN to SCALE_MAX (float64)."""
+    return np.exp(np.linspace(math.log(SCALE_MIN), math.log(SCALE_MAX), SCALE_LEVELS))
+
+
+def build_scale_lut(fix_scales: int, grid: np.ndarray) -> np.ndarray:
+    """uint8 [256]: for each int8 code q of the log2 σ head, the smallest grid σ ≥ 2^(q·2^-f) (clamped).
+
+    Rounding σ up to the next table is CompressAI's rule (build_indexes): it never under-estimates the
+    spread, which costs far less than an over-confident table.
+    """
+    codes = np.arange(-128, 128, dtype=np.float64)
+    sigma = np.clip(np.exp2(codes * 2.0 ** -fix_scales), grid[0], grid[-1])
+    index = np.searchsorted(grid, sigma * (1.0 - 1e-12), side="left")
+    return np.minimum(index, len(grid) - 1).astype(np.uint8)
+
+
+def build_y_tables(grid: np.ndarray, mean_frac_bits: int) -> TableSet:
+    """Table t = scale_index · 2^b + (frac + 2^(b−1)): Gaussian(σ_scale, mean frac/2^b) ⊛ U(−½, ½)."""
+    pmfs, offsets = [], []
+    half = 1 << (mean_frac_bits - 1)
+    for sigma in grid:
+        for j in range(1 << mean_frac_bits):
+            pmf, offset = gaussian_pmf(float(sigma), (j - half) / (1 << mean_frac_bits), tail_mass=TAIL_MASS)
+            pmfs.append(pmf)
+            offsets.append(offset)
+    return table_set_from_pmfs(pmfs, offsets)
+
+
+@torch.no_grad()
+def build_z_tables(model: MeanScaleHyperprior) -> TableSet:
+    """Per-channel factorized tables of ẑ over [floor(lower quantile), ceil(upper quantile)] ∩ int8."""
+    eb = model.entropy_bottleneck
+    quantiles = eb.quantiles.detach().double()  # C×1×3: lower, median, upper
+    lo = torch.clamp(torch.floor(quantiles[:, 0, 0]), -128, 127).long()
+    hi = torch.clamp(torch.ceil(quantiles[:, 0, 2]), -128, 127).long()
+    hi = torch.maximum(hi, lo)
+    width = int((hi - lo).max()) + 1
+    values = (lo[:, None] + torch.arange(width)[None, :]).float().unsqueeze(1)  # C×1×width
+    lower = eb._logits_cumulative(values - 0.5, stop_gradient=True)
+    upper = eb._logits_cumulative(values + 0.5, stop_gradient=True)
+    sign = -torch.sign(lower + upper)
+    pmf = torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower)).squeeze(1).double().numpy()
+    pmfs, offsets = [], []
+    for c in range(pmf.shape[0]):
+        n = int(hi[c] - lo[c]) + 1
+        direct = pmf[c, :n]
+        pmfs.append(np.append(direct, max(0.0, 1.0 - float(direct.sum()))))
+        offsets.append(int(lo[c]))
+    return table_set_from_pmfs(pmfs, offsets)
+
+
+def export_layers(model: MeanScaleHyperprior) -> tuple[list[dict], dict[str, QuantConv]]:
+    if not model.quantized:
+        raise ValueError("export needs a QAT (quantized) model; run `fxlic train --phase qat` first")
+    entries, layers = [], {}
+    for name, qconv in model.named_qconvs():
+        f_in, f_w, f_b, f_out = (int(v) for v in qconv.fix)
+        weight = quantize_param(qconv.conv.weight.detach().double().numpy(), f_w)
+        bias = quantize_param(qconv.conv.bias.detach().double().numpy(), f_b)
+        entry = {"name": name, "transposed": qconv.transposed, "stride": qconv.stride,
+                 "padding": qconv.padding, "activation": qconv.activation,
+                 "fix_in": f_in, "fix_w": f_w, "fix_b": f_b, "fix_out": f_out}
+        entries.append(entry)
+        layers[name] = QuantConv(name=name, transposed=qconv.transposed, weight=weight, bias=bias,
+                                 stride=qconv.stride, padding=qconv.padding, fix_in=f_in, fix_w=f_w,
+                                 fix_b=f_b, fix_out=f_out, activation=qconv.activation)
+    return entries, layers
+
+
+def export_model(model: MeanScaleHyperprior, name: str, quality: int, training: dict | None = None) -> ModelFile:
+    model = model.cpu().eval()
+    entries, layers = export_layers(model)
+    grid = scale_grid()
+    fix_scales = int(model.h_s_scales.fix[3])
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "name": name,
+        "quality": int(quality),
+        "architecture": model.config.architecture,
+        "config": model.config_dict(),
+        "layers": entries,
+        "entropy": {"mean_frac_bits": MEAN_FRAC_BITS, "scale_levels": SCALE_LEVELS, "scale_min": SCALE_MIN,
+                    "scale_max": SCALE_MAX, "tail_mass": TAIL_MASS, "precision": 16},
+        "training": training or {},
+    }
+    return ModelFile(meta=meta, layers=layers, scale_lut=build_scale_lut(fix_scales, grid),
+                     y_tables=build_y_tables(grid, MEAN_FRAC_BITS), z_tables=build_z_tables(model))
+
+
+def load_checkpoint_model(path: str | Path) -> tuple[MeanScaleHyperprior, dict]:
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    model = MeanScaleHyperprior(ModelConfig(**state["config"]))
+    model.load_state_dict(state["model"])
+    model.entropy_bottleneck.update(force=True)
+    return model.eval(), state
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="fxlic export", description=__doc__)
+    p.add_argument("checkpoint", help="QAT checkpoint.pt")
+    p.add_argument("-o", "--out", required=True, help="model file to write (.npz)")
+    p.add_argument("--name", default="meanscale")
+    p.add_argument("--quality", type=int, required=True)
+    p.add_argument("--card", help="JSON with training facts to store in the model (data, steps, minutes, ...)")
+    args = p.parse_args(argv)
+    model, state = load_checkpoint_model(args.checkpoint)
+    training = {"lambda": state.get("lmbda"), "steps": state.get("step"), "phase": state.get("phase"),
+                "exported": time.strftime("%Y-%m-%d")}
+    if args.card:
+        training.update(json.loads(Path(args.card).read_text()))
+    model_file = export_model(model, args.name, args.quality, training)
+    model_file.save(args.out)
+    print(f"wrote {args.out}: {len(model_file.layers)} layers, hash {model_file.content_hash().hex()[:16]}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

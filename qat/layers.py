@@ -1,0 +1,138 @@
+"""A DPU conv layer for training: float, calibration and quantization-aware modes.
+
+``QConv`` is one DPU convolution or transposed convolution with its fused activation — exactly the unit
+that ``fxlic.fxp.layer.QuantConv`` executes on integers. Its three modes:
+
+* ``float``: an ordinary conv + activation (pre-training, and the float twin of a shipped model);
+* ``calibrate``: float forward that also records output samples to choose the fix positions;
+* ``qat``: weights and bias fake-quantized (STD_ROUND), output fake-quantized (DPU_ROUND) at frozen,
+  export-adjusted fix positions, so the exported integer layer computes what this forward computes.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .fakequant import fake_quant_activation, fake_quant_param, mse_optimal_fix_pos
+
+LEAKY_SLOPE = 26 / 256  # the only LeakyReLU slope the DPU accepts (docs/fixed-point.md)
+ACTIVATIONS = ("none", "relu", "leaky_relu")
+_CALIB_SAMPLES_PER_BATCH = 65536
+
+
+def apply_activation(x: torch.Tensor, activation: str) -> torch.Tensor:
+    if activation == "relu":
+        return F.relu(x)
+    if activation == "leaky_relu":
+        return F.leaky_relu(x, LEAKY_SLOPE)
+    return x
+
+
+class QConv(nn.Module):
+    """Conv2d (k, s, p) or ConvTranspose2d (k, s, p, no output padding) + fused activation.
+
+    Buffers ``fix`` = (f_in, f_w, f_b, f_out) hold the power-of-two fix positions once calibrated.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int,
+        padding: int,
+        *,
+        transposed: bool = False,
+        activation: str = "none",
+    ) -> None:
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+        conv_cls = nn.ConvTranspose2d if transposed else nn.Conv2d
+        self.conv = conv_cls(in_channels, out_channels, kernel_size, stride, padding)
+        self.transposed = transposed
+        self.activation = activation
+        self.stride = stride
+        self.padding = padding
+        self.register_buffer("fix", torch.zeros(4, dtype=torch.int64))
+        self.register_buffer("quantized", torch.zeros((), dtype=torch.bool))
+        self.calibrating = False
+        self._samples: list[torch.Tensor] = []
+        # Set by the model: a fix position this layer's output must have (e.g. 8 for the image).
+        self.forced_fix_out: int | None = None
+
+    # ---- fix positions -------------------------------------------------------------------------
+    @property
+    def fix_in(self) -> int:
+        return int(self.fix[0])
+
+    @property
+    def fix_w(self) -> int:
+        return int(self.fix[1])
+
+    @property
+    def fix_b(self) -> int:
+        return int(self.fix[2])
+
+    @property
+    def fix_out(self) -> int:
+        return int(self.fix[3])
+
+    def finish_calibration(self, fix_in: int) -> int:
+        """Choose (f_w, f_b, f_out) from the recorded samples, apply the export adjustment, freeze.
+
+        Returns the output fix position (the next layer's f_in).
+        """
+        from fxlic.fxp.fixpos import adjust_conv_fix_positions
+        from fxlic.fxp.quant import fix_pos_from_max_abs
+
+        w = self.conv.weight.detach()
+        b = self.conv.bias.detach()
+        f_w0 = fix_pos_from_max_abs(float(w.abs().max()))
+        f_w = mse_optimal_fix_pos(w, [f_w0, f_w0 + 1], param=True)
+        f_b = fix_pos_from_max_abs(float(b.abs().max()))
+        if self.forced_fix_out is not None:
+            f_out = self.forced_fix_out
+        else:
+            if not self._samples:
+                raise RuntimeError("finish_calibration() called before any calibration batch")
+            samples = torch.cat(self._samples)
+            f_o0 = fix_pos_from_max_abs(float(samples.abs().max()))
+            f_out = mse_optimal_fix_pos(samples, [f_o0, f_o0 + 1, f_o0 + 2], param=False)
+        f_w, f_b, f_out_adj = adjust_conv_fix_positions(fix_in, f_w, f_b, f_out)
+        if self.forced_fix_out is not None and f_out_adj != self.forced_fix_out:
+            raise RuntimeError(f"export adjustment moved a forced output fix position ({f_out} -> {f_out_adj})")
+        self.fix.copy_(torch.tensor([fix_in, f_w, f_b, f_out_adj]))
+        self.quantized.fill_(True)
+        self.calibrating = False
+        self._samples = []
+        return f_out_adj
+
+    # ---- forward -------------------------------------------------------------------------------
+    def _conv(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        if self.transposed:
+            return F.conv_transpose2d(x, weight, bias, self.stride, self.padding)
+        return F.conv2d(x, weight, bias, self.stride, self.padding)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if bool(self.quantized):
+            weight = fake_quant_param(self.conv.weight, self.fix_w)
+            bias = fake_quant_param(self.conv.bias, self.fix_b)
+            out = apply_activation(self._conv(x, weight.to(x.dtype), bias.to(x.dtype)), self.activation)
+            return fake_quant_activation(out, self.fix_out)
+        out = apply_activation(self._conv(x, self.conv.weight.to(x.dtype), self.conv.bias.to(x.dtype)),
+                                self.activation)
+        if self.calibrating:
+            flat = out.detach().flatten()
+            if flat.numel() > _CALIB_SAMPLES_PER_BATCH:
+                idx = torch.randint(0, flat.numel(), (_CALIB_SAMPLES_PER_BATCH,), device=flat.device)
+                # keep the extremes too: they decide the range
+                flat = torch.cat([flat[idx], flat.max().reshape(1), flat.min().reshape(1)])
+            self._samples.append(flat.float().cpu())
+        return out
+
+
+def qconvs(module: nn.Module) -> list[tuple[str, QConv]]:
+    return [(name, m) for name, m in module.named_modules() if isinstance(m, QConv)]

@@ -1,0 +1,210 @@
+"""DPU-deployable hyperprior models for training and QAT (torch side of the golden models).
+
+``MeanScaleHyperprior`` is Minnen, Ballé & Toderici 2018 ("Joint autoregressive and hierarchical priors",
+the mean-scale hyperprior without the context model); with ``use_means=False`` it is Ballé et al. 2018's
+scale hyperprior. Changes for the DPU (docs/architecture.md):
+
+* GDN/IGDN (sqrt, division: CPU-only on the DPU) are replaced by ReLU;
+* CompressAI's ``deconv`` (k5 s2 p2 output_padding 1) is replaced by k4 s2 p1 transposed convs, an exact
+  2x upsampling without output padding, which the DPU op filter accepts;
+* the hyper-synthesis ends in two heads (``scales``: log2 σ, ``means``: μ), each its own int8 tensor
+  with its own fix position, rather than one 2M-channel tensor split by slicing (CPU-only);
+* network input is (p - 128)/256 (int8 at fix 8, exact), the image output is int8 at fix 8 (pixel = q + 128);
+* latents are coded as ŷ = round(y), ẑ = round(z) (DPU_ROUND to fix 0), and the Gaussian is centred at μ
+  in the entropy model (as in Minnen 2018), so the synthesis input is an integer int8 tensor.
+
+Tensor shapes for a B×3×H×W input (H, W multiples of 64): y, ŷ: B×M×H/16×W/16; z, ẑ: B×N×H/64×W/64.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from compressai.entropy_models import EntropyBottleneck
+from torch import nn
+
+from .fakequant import fake_quant_activation, round_to_integer_ste
+from .layers import QConv, qconvs
+
+INPUT_FIX = 8  # int8 input q = p - 128 at fix 8
+IMAGE_FIX = 8  # int8 output at fix 8, pixel = q + 128
+LATENT_FIX = 0  # ŷ and ẑ are integers
+SCALE_MIN = 0.11  # lower bound of σ (CompressAI's scale table starts here)
+SCALE_MAX = 64.0
+LIKELIHOOD_BOUND = 1e-9
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    N: int = 96
+    M: int = 128
+    use_means: bool = True
+
+    @property
+    def architecture(self) -> str:
+        return "meanscale" if self.use_means else "scalehyper"
+
+
+def pixels_to_input(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8-valued pixels (any float/int dtype) → network input (p - 128)/256."""
+    return (pixels.to(torch.float32) - 128.0) / 256.0
+
+
+def output_to_pixels(x_hat: torch.Tensor) -> torch.Tensor:
+    """Network output → pixel values, clamped to [0, 255] (exact integers once QAT'd)."""
+    return torch.clamp(x_hat * 256.0 + 128.0, 0.0, 255.0)
+
+
+def gaussian_likelihood(values: torch.Tensor, means: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """P(v) = Φ((v - μ + ½)/σ) - Φ((v - μ - ½)/σ): a Gaussian convolved with U(-½, ½) (Ballé 2018)."""
+    centred = torch.abs(values - means)  # symmetric form is numerically better in the tails
+    upper = 0.5 * torch.erfc(-(0.5 - centred) / (sigma * math.sqrt(2.0)))
+    lower = 0.5 * torch.erfc(-(-0.5 - centred) / (sigma * math.sqrt(2.0)))
+    return torch.clamp(upper - lower, min=LIKELIHOOD_BOUND)
+
+
+class MeanScaleHyperprior(nn.Module):
+    """g_a → y → ŷ → g_s, with h_a → z → ẑ → h_s → (log2 σ, μ) as the entropy model of ŷ."""
+
+    def __init__(self, config: ModelConfig = ModelConfig()) -> None:
+        super().__init__()
+        N, M = config.N, config.M
+        self.config = config
+        # Analysis transform g_a (Fig. 4 of Minnen 2018, GDN → ReLU).
+        self.g_a = nn.Sequential(
+            QConv(3, N, 5, 2, 2, activation="relu"),
+            QConv(N, N, 5, 2, 2, activation="relu"),
+            QConv(N, N, 5, 2, 2, activation="relu"),
+            QConv(N, M, 5, 2, 2),
+        )
+        # Hyper-analysis h_a.
+        self.h_a = nn.Sequential(
+            QConv(M, N, 3, 1, 1, activation="leaky_relu"),
+            QConv(N, N, 5, 2, 2, activation="leaky_relu"),
+            QConv(N, N, 5, 2, 2),
+        )
+        # Hyper-synthesis h_s trunk, then the scale and mean heads.
+        hidden = M * 3 // 2
+        self.h_s = nn.Sequential(
+            QConv(N, M, 4, 2, 1, transposed=True, activation="leaky_relu"),
+            QConv(M, hidden, 4, 2, 1, transposed=True, activation="leaky_relu"),
+        )
+        self.h_s_scales = QConv(hidden, M, 3, 1, 1)
+        self.h_s_means = QConv(hidden, M, 3, 1, 1) if config.use_means else None
+        # Synthesis transform g_s (IGDN → ReLU).
+        self.g_s = nn.Sequential(
+            QConv(M, N, 4, 2, 1, transposed=True, activation="relu"),
+            QConv(N, N, 4, 2, 1, transposed=True, activation="relu"),
+            QConv(N, N, 4, 2, 1, transposed=True, activation="relu"),
+            QConv(N, 3, 4, 2, 1, transposed=True),
+        )
+        self.g_s[-1].forced_fix_out = IMAGE_FIX
+        # Factorized prior of z (Ballé 2018), used only at export to build integer tables.
+        self.entropy_bottleneck = EntropyBottleneck(N)
+
+    # ---- structure -----------------------------------------------------------------------------
+    def layer_chains(self) -> list[tuple[int, list[tuple[str, QConv]]]]:
+        """(input fix position, ordered layers) of each chain; the order is the dataflow order."""
+        heads = [("h_s_scales", self.h_s_scales)]
+        if self.h_s_means is not None:
+            heads.append(("h_s_means", self.h_s_means))
+        return [
+            (INPUT_FIX, [(f"g_a.{i}", m) for i, m in enumerate(self.g_a)]),
+            (None, [(f"h_a.{i}", m) for i, m in enumerate(self.h_a)]),  # input: g_a output fix
+            (LATENT_FIX, [(f"h_s.{i}", m) for i, m in enumerate(self.h_s)]),
+            (None, heads),  # both heads take h_s's output
+            (LATENT_FIX, [(f"g_s.{i}", m) for i, m in enumerate(self.g_s)]),
+        ]
+
+    def named_qconvs(self) -> list[tuple[str, QConv]]:
+        return [pair for _, chain in self.layer_chains() for pair in chain]
+
+    @property
+    def quantized(self) -> bool:
+        flags = {bool(m.quantized) for _, m in qconvs(self)}
+        if len(flags) != 1:
+            raise RuntimeError("model is partly quantized")
+        return flags.pop()
+
+    # ---- calibration ---------------------------------------------------------------------------
+    def start_calibration(self) -> None:
+        for _, m in qconvs(self):
+            m.calibrating = True
+            m._samples = []
+
+    def finish_calibration(self) -> dict[str, list[int]]:
+        """Freeze fix positions chain by chain (each layer's f_in is its producer's f_out)."""
+        fixes: dict[str, list[int]] = {}
+        f_y = None
+        f_hs = None
+        for f_in, chain in self.layer_chains():
+            for name, layer in chain:
+                if name.startswith("h_a.0"):
+                    f_in = f_y
+                elif name.startswith("h_s_"):
+                    f_in = f_hs
+                f_out = layer.finish_calibration(f_in)
+                fixes[name] = [int(v) for v in layer.fix]
+                if name == f"g_a.{len(self.g_a) - 1}":
+                    f_y = f_out
+                if name == f"h_s.{len(self.h_s) - 1}":
+                    f_hs = f_out
+                if not name.startswith("h_s_"):
+                    f_in = f_out
+        return fixes
+
+    # ---- forward -------------------------------------------------------------------------------
+    def hyper_synthesis(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """ẑ → (log2 σ, μ); μ = 0 for the scale hyperprior."""
+        hidden = self.h_s(z_hat)
+        log2_scales = self.h_s_scales(hidden)
+        means = self.h_s_means(hidden) if self.h_s_means is not None else torch.zeros_like(log2_scales)
+        return log2_scales, means
+
+    def z_likelihood(self, z_values: torch.Tensor) -> torch.Tensor:
+        """Factorized-prior likelihood of z values (B×N×h×w), via CompressAI's EntropyBottleneck density."""
+        eb = self.entropy_bottleneck
+        values = z_values.permute(1, 0, 2, 3).reshape(z_values.size(1), 1, -1)
+        likelihood, _, _ = eb._likelihood(values)
+        likelihood = torch.clamp(likelihood, min=LIKELIHOOD_BOUND)
+        return likelihood.reshape(z_values.size(1), z_values.size(0), *z_values.shape[2:]).permute(1, 0, 2, 3)
+
+    def forward(self, x: torch.Tensor, noisy_rate: bool | None = None) -> dict[str, torch.Tensor]:
+        """x: B×3×H×W network input ((p-128)/256). Returns x_hat and the likelihoods of y and z.
+
+        Rate: additive uniform noise during training (Ballé 2017), rounded values otherwise; the
+        synthesis always sees the rounded latents (straight-through), as the integer decoder does.
+        """
+        if noisy_rate is None:
+            noisy_rate = self.training
+        if self.quantized:
+            x = fake_quant_activation(x, INPUT_FIX)
+        y = self.g_a(x)
+        z = self.h_a(y)
+        z_hat = round_to_integer_ste(z)
+        y_hat = round_to_integer_ste(y)
+        log2_scales, means = self.hyper_synthesis(z_hat)
+        sigma = torch.clamp(torch.exp2(log2_scales), SCALE_MIN, SCALE_MAX)
+        if noisy_rate:
+            z_rate = z + torch.empty_like(z).uniform_(-0.5, 0.5)
+            y_rate = y + torch.empty_like(y).uniform_(-0.5, 0.5)
+        else:
+            z_rate, y_rate = z_hat, y_hat
+        return {
+            "x_hat": self.g_s(y_hat),
+            "y": y,
+            "y_hat": y_hat,
+            "z_hat": z_hat,
+            "log2_scales": log2_scales,
+            "means": means,
+            "y_likelihood": gaussian_likelihood(y_rate, means, sigma),
+            "z_likelihood": self.z_likelihood(z_rate),
+        }
+
+    def aux_loss(self) -> torch.Tensor:
+        return self.entropy_bottleneck.loss()
+
+    def config_dict(self) -> dict:
+        return asdict(self.config)

@@ -1,0 +1,198 @@
+"""Rate-distortion training: float pre-training, then calibration + QAT fine-tuning into the fxp formats.
+
+Loss (Ballé 2018 / CompressAI): L = λ · 255² · MSE + bpp, MSE on [0, 1] pixels; plus the auxiliary loss of
+the factorized prior's quantiles on its own optimizer. Every run checkpoints and resumes: the checkpoint
+holds model, optimizers, step, sampler RNG state and config, so a run interrupted on one machine
+continues on another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from .data import CropSampler
+from .models import MeanScaleHyperprior, ModelConfig, output_to_pixels, pixels_to_input
+
+# λ of CompressAI's MSE-optimized qualities 1..8 (its zoo's training λs), so our quality numbers compare.
+LAMBDAS = {1: 0.0018, 2: 0.0035, 3: 0.0067, 4: 0.0130, 5: 0.0250, 6: 0.0483, 7: 0.0932, 8: 0.1800}
+
+
+def rd_loss(model_out: dict, pixels: torch.Tensor, lmbda: float) -> dict[str, torch.Tensor]:
+    num_pixels = pixels.size(0) * pixels.size(2) * pixels.size(3)
+    bits = -(torch.log2(model_out["y_likelihood"]).sum() + torch.log2(model_out["z_likelihood"]).sum())
+    bpp = bits / num_pixels
+    mse = torch.mean(((output_to_pixels(model_out["x_hat"]) - pixels) / 255.0) ** 2)
+    return {"loss": lmbda * 255.0**2 * mse + bpp, "bpp": bpp, "mse": mse,
+            "psnr": -10.0 * torch.log10(mse.detach().clamp_min(1e-12))}
+
+
+def learning_rate(progress: float, base: float) -> float:
+    """Constant, then ÷10 for the last 20 % of the run (CompressAI-style step decay, compressed).
+
+    ``progress`` ∈ [0, 1] is the larger of steps done / steps and minutes spent / minutes allowed, so a
+    time-boxed run (a GPU lease, a CPU session) still gets its low-learning-rate finish.
+    """
+    return base if progress < 0.8 else base / 10.0
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)  # atomic: an interrupted save never corrupts the last good checkpoint
+
+
+def calibrate(model: MeanScaleHyperprior, sampler: CropSampler, batches: int, batch_size: int) -> dict:
+    """Record activations on training crops, then freeze export-adjusted fix positions."""
+    model.eval()
+    model.start_calibration()
+    with torch.no_grad():
+        for _ in range(batches):
+            model(pixels_to_input(sampler.batch(batch_size)), noisy_rate=False)
+    return model.finish_calibration()
+
+
+def train(args: argparse.Namespace) -> Path:
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out_dir / "checkpoint.pt"
+    lmbda = args.lmbda if args.lmbda is not None else LAMBDAS[args.quality]
+    sampler = CropSampler(args.data, args.crop, seed=args.seed)
+
+    state = None
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        config = ModelConfig(**state["config"])
+        print(f"resuming {ckpt_path} at step {state['step']}")
+    elif args.init:
+        init = torch.load(args.init, map_location="cpu", weights_only=False)
+        config = ModelConfig(**init["config"])
+    else:
+        config = ModelConfig(N=args.N, M=args.M, use_means=not args.scale_only)
+
+    model = MeanScaleHyperprior(config)
+    if state is not None:
+        model.load_state_dict(state["model"])
+    elif args.init:
+        model.load_state_dict(init["model"])
+        if args.phase == "qat" and not model.quantized:
+            fixes = calibrate(model, sampler, args.calib_batches, args.batch)
+            (out_dir / "fix_positions.json").write_text(json.dumps(fixes, indent=1))
+            print(f"calibrated {len(fixes)} layers on {args.calib_batches}×{args.batch} crops")
+    model.to(device)
+
+    main_params = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
+    aux_params = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
+    optimizer = torch.optim.Adam(main_params, lr=args.lr)
+    aux_optimizer = torch.optim.Adam(aux_params, lr=1e-3)
+    step = 0
+    elapsed_before = 0.0
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        aux_optimizer.load_state_dict(state["aux_optimizer"])
+        sampler.set_state(state["sampler"])
+        torch.set_rng_state(state["torch_rng"])
+        step = state["step"]
+        elapsed_before = state.get("elapsed_s", 0.0)
+
+    log_path = out_dir / "log.csv"
+    new_log = not log_path.exists()
+    log_file = log_path.open("a", newline="")
+    log = csv.writer(log_file)
+    if new_log:
+        log.writerow(["step", "phase", "lr", "loss", "bpp", "mse", "psnr", "aux", "elapsed_s"])
+
+    def checkpoint() -> None:
+        save_checkpoint(ckpt_path, {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "aux_optimizer": aux_optimizer.state_dict(), "sampler": sampler.state(),
+            "torch_rng": torch.get_rng_state(), "step": step, "config": model.config_dict(),
+            "lmbda": lmbda, "phase": args.phase, "elapsed_s": elapsed_before + time.time() - start,
+            "args": vars(args),
+        })
+
+    start = time.time()
+    deadline = start + args.minutes * 60 if args.minutes else math.inf
+    model.train()
+    running: dict[str, float] = {}
+    bar = tqdm(total=args.steps, initial=step, desc=f"{args.phase} λ={lmbda}", unit="step", smoothing=0.05)
+    while step < args.steps and time.time() < deadline:
+        progress = step / args.steps
+        if args.minutes:
+            progress = max(progress, (time.time() - start) / (args.minutes * 60))
+        lr = learning_rate(progress, args.lr)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        pixels = sampler.batch(args.batch).to(device)
+        out = model(pixels_to_input(pixels))
+        losses = rd_loss(out, pixels, lmbda)
+        optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(main_params, args.clip)
+        optimizer.step()
+        aux = model.aux_loss()
+        aux_optimizer.zero_grad(set_to_none=True)
+        aux.backward()
+        aux_optimizer.step()
+        step += 1
+        for key in ("loss", "bpp", "mse", "psnr"):
+            running[key] = 0.98 * running.get(key, float(losses[key])) + 0.02 * float(losses[key])
+        bar.update(1)
+        bar.set_postfix(bpp=f"{running['bpp']:.3f}", psnr=f"{running['psnr']:.2f}", loss=f"{running['loss']:.3f}")
+        if step % args.log_every == 0:
+            log.writerow([step, args.phase, lr, *(f"{running[k]:.5f}" for k in ("loss", "bpp", "mse", "psnr")),
+                          f"{float(aux):.3f}", f"{elapsed_before + time.time() - start:.1f}"])
+            log_file.flush()
+        if step % args.ckpt_every == 0:
+            checkpoint()
+    bar.close()
+    checkpoint()
+    log_file.close()
+    print(f"{args.phase}: step {step}/{args.steps}, {(time.time() - start) / 60:.1f} min this run, "
+          f"bpp≈{running.get('bpp', float('nan')):.3f} psnr≈{running.get('psnr', float('nan')):.2f}")
+    return ckpt_path
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    p = parser or argparse.ArgumentParser(prog="fxlic train", description=__doc__)
+    p.add_argument("--data", required=True, help="folder of training images (never Kodak)")
+    p.add_argument("--out", required=True, help="run folder: checkpoint.pt, log.csv (resumes if present)")
+    p.add_argument("--phase", choices=["float", "qat"], default="float")
+    p.add_argument("--init", help="checkpoint to start from (qat: a float checkpoint, calibrated first)")
+    p.add_argument("--quality", type=int, default=4, choices=sorted(LAMBDAS))
+    p.add_argument("--lmbda", type=float, help="override the quality's λ")
+    p.add_argument("--N", type=int, default=96)
+    p.add_argument("--M", type=int, default=128)
+    p.add_argument("--scale-only", action="store_true", help="Ballé 2018 scale hyperprior (no means)")
+    p.add_argument("--steps", type=int, default=20000)
+    p.add_argument("--minutes", type=float, help="stop (and checkpoint) after this wall time")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--crop", type=int, default=256)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--clip", type=float, default=1.0)
+    p.add_argument("--calib-batches", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--log-every", type=int, default=25)
+    p.add_argument("--ckpt-every", type=int, default=200)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    train(build_parser().parse_args(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

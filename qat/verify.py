@@ -1,0 +1,104 @@
+"""Layer-by-layer equality of the integer reference with the QAT checkpoint's fake-quant forward.
+
+For each image, the QAT model runs in float64 (exact: docs/fixed-point.md, FXP "fake-quant exactness")
+with a hook on every layer; each output is turned back into its int8 codes, round(v · 2^f_out), and
+compared element for element with the integer reference's trace — integer codes, never floats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from fxlic.reference.modelfile import load_model_file
+from tqdm import tqdm
+
+from fxlic.codec import Codec, pad_image
+from fxlic.imageio import read_image
+
+from .export import load_checkpoint_model
+from .fakequant import quantize_activation_codes
+from .models import INPUT_FIX, MeanScaleHyperprior
+
+
+@torch.no_grad()
+def qat_layer_codes(model: MeanScaleHyperprior, pixels: np.ndarray) -> dict[str, np.ndarray]:
+    """int codes of every QAT layer output (and ŷ, ẑ) for one uint8 H×W×3 image (padded like the codec)."""
+    model = model.double().eval()
+    codes: dict[str, np.ndarray] = {}
+    handles = []
+    for name, layer in model.named_qconvs():
+        def hook(_module, _inputs, output, name=name, layer=layer):
+            codes[name] = quantize_activation_codes(output[0], layer.fix_out).numpy()
+        handles.append(layer.register_forward_hook(hook))
+    try:
+        padded = pad_image(pixels)
+        x = torch.from_numpy(padded.astype(np.float64)).permute(2, 0, 1)[None]
+        out = model((x - 128.0) / 2.0**INPUT_FIX, noisy_rate=False)
+    finally:
+        for handle in handles:
+            handle.remove()
+    codes["y_hat"] = out["y_hat"][0].round().long().numpy()
+    codes["z_hat"] = out["z_hat"][0].round().long().numpy()
+    return codes
+
+
+def compare(model: MeanScaleHyperprior, codec: Codec, images: list[Path]) -> dict[str, dict[str, int]]:
+    """Per layer: elements compared and mismatches, over all images; also the encode→decode latents."""
+    stats: dict[str, dict[str, int]] = defaultdict(lambda: {"elements": 0, "mismatches": 0})
+    for path in tqdm(images, desc="layer equality", unit="img"):
+        pixels = read_image(path)
+        expected = qat_layer_codes(model, pixels)
+        result = codec.encode(pixels, keep_trace=True)
+        decoded_trace: dict[str, np.ndarray] = {}
+        codec.decode(result.bitstream, trace=decoded_trace)
+        # every layer is checked where it runs: g_a, h_a, h_s on the encoder; h_s, g_s on the decoder
+        sides = (("", result.trace), ("decoded ", decoded_trace))
+        for name, want in expected.items():
+            found = False
+            for label, trace in sides:
+                if name not in trace:
+                    continue
+                got = trace[name].astype(np.int64)
+                if got.shape != want.shape:
+                    raise AssertionError(f"{path.name} {label}{name}: shape {got.shape} != {want.shape}")
+                row = stats[label + name]
+                row["elements"] += want.size
+                row["mismatches"] += int(np.count_nonzero(got != want))
+                found = True
+            if not found:
+                raise AssertionError(f"{path.name}: layer {name} missing from both integer traces")
+    return dict(stats)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m fxlic.qat.verify", description=__doc__)
+    p.add_argument("checkpoint")
+    p.add_argument("model_file")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--json", help="write the per-layer table here")
+    args = p.parse_args(argv)
+    model, _ = load_checkpoint_model(args.checkpoint)
+    codec = Codec(load_model_file(args.model_file))
+    images = [Path(i) for i in args.images]
+    if len(images) == 1 and images[0].is_dir():
+        images = sorted(images[0].glob("*.png"))
+    stats = compare(model, codec, images)
+    total_bad = 0
+    print(f"{'layer':24s} {'elements':>12s} {'mismatches':>10s}")
+    for name, row in stats.items():
+        print(f"{name:24s} {row['elements']:12d} {row['mismatches']:10d}")
+        total_bad += row["mismatches"]
+    print(f"{len(images)} images, {sum(r['elements'] for r in stats.values())} elements, {total_bad} mismatches")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"images": len(images), "layers": stats}, indent=1))
+    return 1 if total_bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
