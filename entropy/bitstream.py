@@ -1,0 +1,200 @@
+"""The fxlic container: header, entropy-coded streams, CRC32 (rules BS-1 ... BS-9 in docs/bitstream.md).
+
+Layout (all integers little-endian)::
+
+    magic "FXLC" | u8 version | u8 quality | u32 width | u32 height | 16 B model hash |
+    u8 name length k | k B model name (printable ASCII) | u8 stream count m | m x u32 stream length |
+    payload (the m streams, concatenated) | u32 CRC32 of every byte before it
+
+:func:`unpack` never trusts a field before checking it, and reports every problem as a one-line
+:class:`BitstreamError`.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+__all__ = [
+    "MAGIC",
+    "FORMAT_VERSION",
+    "MAX_PIXELS",
+    "MAX_SIDE",
+    "MAX_STREAMS",
+    "MODEL_HASH_BYTES",
+    "BitstreamError",
+    "StreamHeader",
+    "pack",
+    "unpack",
+]
+
+MAGIC = b"FXLC"
+FORMAT_VERSION = 1
+MAX_PIXELS = 1 << 24
+"""Pixel limit (16.7 MP), checked before anything is allocated (BS-5). The integer reference decoder
+holds whole feature maps: an N-channel layer at 1/2 resolution with int64 accumulators costs 2 N bytes
+per image pixel (384 B for N = 192), i.e. several GB at 2^24 pixels -- the most a reference run should
+allocate on the say-so of an untrusted file. See docs/bitstream.md."""
+MAX_SIDE = 16384
+"""Side limit (BS-5): 2^14, a multiple of 64 (the padding unit), and the largest side Vitis/DPU
+pipelines and common image libraries handle; also keeps latent sizes small integers."""
+MAX_STREAMS = 16
+"""Most streams a version-1 file may declare (the codec uses 2: z, then y)."""
+MODEL_HASH_BYTES = 16
+MAX_NAME_BYTES = 255
+
+_FIXED = struct.Struct("<4sBBII16sB")  # magic, version, quality, width, height, hash, name length
+_U8 = struct.Struct("<B")
+_U32 = struct.Struct("<I")
+
+
+class BitstreamError(ValueError):
+    """The input is not a valid fxlic bitstream; the message is one human-readable line."""
+
+
+def _check_name(name: object) -> str | None:
+    """Return a problem description for a model name, or None if it is valid (BS-3)."""
+    if not isinstance(name, str):
+        return f"model name must be a str, got {type(name).__name__}"
+    if not 1 <= len(name) <= MAX_NAME_BYTES:
+        return f"model name length {len(name)} outside [1, {MAX_NAME_BYTES}]"
+    if not all(0x20 <= ord(ch) <= 0x7E for ch in name):
+        return f"model name {name!r} is not printable ASCII"
+    return None
+
+
+def _check_size(width: int, height: int) -> str | None:
+    """Return a problem description for the image size, or None if it is valid (BS-5)."""
+    if width < 1 or height < 1:
+        return f"declared size {width}x{height} is empty"
+    if width * height > MAX_PIXELS:
+        return f"declared size {width}x{height} exceeds the {MAX_PIXELS}-pixel limit"
+    if width > MAX_SIDE or height > MAX_SIDE:
+        return f"declared size {width}x{height} exceeds the {MAX_SIDE}-pixel side limit"
+    return None
+
+
+@dataclass(frozen=True)
+class StreamHeader:
+    """Header fields (BS-2 ... BS-5).
+
+    Attributes:
+        model_name: printable ASCII, 1-255 characters (e.g. ``"mbt2018-mean-q3"``).
+        model_hash: 16 bytes: the first 16 bytes of the SHA-256 of the model file's contents.
+        quality: 0-255, the quality index of the model.
+        width, height: original image size in pixels (before padding to a multiple of 64), each in
+            ``[1, MAX_SIDE]`` and ``width * height <= MAX_PIXELS``.
+    """
+
+    model_name: str
+    model_hash: bytes
+    quality: int
+    width: int
+    height: int
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` if a field cannot be written (used by :func:`pack`)."""
+        problem = _check_name(self.model_name)
+        if problem is None and not (isinstance(self.model_hash, bytes) and len(self.model_hash) == 16):
+            problem = f"model hash must be {MODEL_HASH_BYTES} bytes"
+        if problem is None and not (isinstance(self.quality, int) and 0 <= self.quality <= 255):
+            problem = f"quality {self.quality!r} outside [0, 255]"
+        if problem is None and not (isinstance(self.width, int) and isinstance(self.height, int)):
+            problem = "width and height must be int"
+        if problem is None:
+            problem = _check_size(self.width, self.height)
+        if problem is not None:
+            raise ValueError(problem)
+
+
+def pack(header: StreamHeader, streams: list[bytes]) -> bytes:
+    """Serialize a header and 1-16 non-empty streams (BS-1 ... BS-8).
+
+    Raises ``ValueError`` for a header or stream list that :func:`unpack` would reject.
+    """
+    header.validate()
+    if not 1 <= len(streams) <= MAX_STREAMS:
+        raise ValueError(f"need 1 to {MAX_STREAMS} streams, got {len(streams)}")
+    payload = [bytes(s) for s in streams]
+    for j, s in enumerate(payload):
+        if not 1 <= len(s) <= 0xFFFFFFFF:
+            raise ValueError(f"stream {j} has length {len(s)}; must be 1 to 2^32-1 bytes")
+    name = header.model_name.encode("ascii")
+    parts = [
+        _FIXED.pack(MAGIC, FORMAT_VERSION, header.quality, header.width, header.height, header.model_hash, len(name)),
+        name,
+        _U8.pack(len(payload)),
+        b"".join(_U32.pack(len(s)) for s in payload),
+        *payload,
+    ]
+    body = b"".join(parts)
+    return body + _U32.pack(zlib.crc32(body))
+
+
+def unpack(data: bytes) -> tuple[StreamHeader, list[bytes]]:
+    """Parse and check a container (BS-1 ... BS-9); inverse of :func:`pack`.
+
+    Raises:
+        BitstreamError: empty or short input, wrong magic, unsupported version, invalid header field
+            (size, name), zero or absurd stream count or length, truncation, trailing bytes, CRC mismatch.
+    """
+    try:
+        buf = bytes(data)
+    except TypeError as e:
+        raise BitstreamError(f"not a bytes-like object: {type(data).__name__}") from e
+    size = len(buf)
+    if size == 0:
+        raise BitstreamError("empty input: not an fxlic bitstream")
+    if buf[:4] != MAGIC[: min(size, 4)]:
+        raise BitstreamError(f"not an fxlic bitstream (magic {buf[:4]!r})")
+    if size < 4:
+        raise BitstreamError(f"truncated: {size} bytes, shorter than the 4-byte magic")
+    if size < 5:
+        raise BitstreamError("truncated: file ends before the format version")
+    version = buf[4]
+    if version > FORMAT_VERSION:
+        raise BitstreamError(f"format version {version} is newer than this decoder ({FORMAT_VERSION})")
+    if version != FORMAT_VERSION:
+        raise BitstreamError(f"unsupported format version {version} (this decoder reads {FORMAT_VERSION})")
+    if size < _FIXED.size:
+        raise BitstreamError(f"truncated: file has {size} bytes, the fixed header needs {_FIXED.size}")
+    _, _, quality, width, height, model_hash, name_len = _FIXED.unpack_from(buf, 0)
+    problem = _check_size(width, height)
+    if problem is not None:
+        raise BitstreamError(problem)
+    pos = _FIXED.size
+    if pos + name_len + 1 > size:
+        raise BitstreamError(f"truncated: file has {size} bytes, the header needs {pos + name_len + 1}")
+    raw_name = buf[pos : pos + name_len]
+    pos += name_len
+    name = raw_name.decode("latin-1")  # 1 byte -> 1 char, never fails; ASCII checked next
+    problem = _check_name(name)
+    if problem is not None:
+        raise BitstreamError(problem.replace(repr(name), repr(raw_name)))
+    (count,) = _U8.unpack_from(buf, pos)
+    pos += 1
+    if not 1 <= count <= MAX_STREAMS:
+        raise BitstreamError(f"stream count {count} outside [1, {MAX_STREAMS}]")
+    if pos + 4 * count > size:
+        raise BitstreamError(f"truncated: file has {size} bytes, the header needs {pos + 4 * count}")
+    lengths = [_U32.unpack_from(buf, pos + 4 * j)[0] for j in range(count)]
+    pos += 4 * count
+    for j, n in enumerate(lengths):
+        if n == 0:
+            raise BitstreamError(f"stream {j} has zero length")
+    declared = sum(lengths)
+    available = size - pos - 4  # the last 4 bytes are the CRC
+    if available < declared:
+        raise BitstreamError(f"truncated: header declares {declared} payload bytes, file has {max(available, 0)}")
+    if available > declared:
+        raise BitstreamError(f"trailing garbage: file has {available - declared} bytes more than the header declares")
+    (crc,) = _U32.unpack_from(buf, size - 4)
+    if zlib.crc32(memoryview(buf)[: size - 4]) != crc:
+        raise BitstreamError("CRC mismatch: file corrupted")
+    streams = []
+    for n in lengths:
+        streams.append(buf[pos : pos + n])
+        pos += n
+    header = StreamHeader(model_name=name, model_hash=model_hash, quality=quality, width=width, height=height)
+    return header, streams

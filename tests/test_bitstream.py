@@ -1,0 +1,193 @@
+"""Tests of fxlic.entropy.bitstream (rules BS-1 ... BS-9 in docs/bitstream.md)."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import pytest
+from fxlic.entropy.bitstream import (
+    FORMAT_VERSION,
+    MAGIC,
+    MAX_PIXELS,
+    MAX_SIDE,
+    BitstreamError,
+    StreamHeader,
+    pack,
+    unpack,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+HASH = bytes(range(16))
+HEADER = StreamHeader(model_name="mbt2018-mean-q3", model_hash=HASH, quality=3, width=768, height=512)
+STREAMS = [b"\x00\x00\x80\x00z", b"\x01\x02\x03\x04yyyy"]
+
+
+def _recrc(body: bytes) -> bytes:
+    """Append a valid CRC, so that a test reaches the check behind the CRC (BS-9)."""
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+def test_layout() -> None:
+    """BS-1 ... BS-8: the exact byte layout of a small file."""
+    data = pack(HEADER, STREAMS)
+    name = HEADER.model_name.encode()
+    expected = (
+        b"FXLC"
+        + bytes([1, 3])
+        + struct.pack("<II", 768, 512)
+        + HASH
+        + bytes([len(name)])
+        + name
+        + bytes([2])
+        + struct.pack("<II", 5, 8)
+        + STREAMS[0]
+        + STREAMS[1]
+    )
+    assert data == _recrc(expected)
+    assert unpack(data) == (HEADER, STREAMS)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    name=st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=255),
+    model_hash=st.binary(min_size=16, max_size=16),
+    quality=st.integers(0, 255),
+    width=st.integers(1, MAX_SIDE),
+    height=st.integers(1, MAX_SIDE),
+    streams=st.lists(st.binary(min_size=1, max_size=64), min_size=1, max_size=16),
+)
+def test_round_trip(name: str, model_hash: bytes, quality: int, width: int, height: int, streams: list[bytes]) -> None:
+    """pack/unpack round trip for every valid header (BS-2 ... BS-5) and stream list (BS-6, BS-7)."""
+    if width * height > MAX_PIXELS:
+        height = MAX_PIXELS // width
+    h = StreamHeader(name, model_hash, quality, width, height)
+    assert unpack(pack(h, streams)) == (h, streams)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "empty input"),
+        (b"\x89PNG\r\n\x1a\n" + bytes(60), r"not an fxlic bitstream \(magic b'\\x89PNG'\)"),
+        (b"FX", "truncated"),
+        (b"FXL", "truncated"),
+        (b"FXLC", "truncated"),
+        (b"FXLD" + bytes(60), "not an fxlic bitstream"),
+        (b"FXLC\x03" + bytes(60), r"format version 3 is newer than this decoder \(1\)"),
+        (b"FXLC\x00" + bytes(60), "unsupported format version 0"),
+        (b"FXLC\x01\x00" + bytes(10), "truncated"),
+    ],
+)
+def test_bad_prefix(data: bytes, message: str) -> None:
+    """BS-1/BS-2: empty, foreign, short and wrong-version inputs."""
+    with pytest.raises(BitstreamError, match=message):
+        unpack(data)
+
+
+def _with(**fields: object) -> bytes:
+    """A CRC-valid file whose header fields are overwritten in place (bypassing pack's checks)."""
+    good = bytearray(pack(HEADER, STREAMS))
+    for name, value in fields.items():
+        if name == "width":
+            good[6:10] = struct.pack("<I", value)
+        elif name == "height":
+            good[10:14] = struct.pack("<I", value)
+        elif name == "name_byte":
+            good[31] = value  # first character of the model name
+        elif name == "name_len":
+            good[30] = value
+        elif name == "count":
+            good[31 + len(HEADER.model_name)] = value
+        elif name == "len0":
+            at = 32 + len(HEADER.model_name)
+            good[at : at + 4] = struct.pack("<I", value)
+    return _recrc(bytes(good[:-4]))
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (_with(width=100000, height=100000), r"declared size 100000x100000 exceeds the 16777216-pixel limit"),
+        (_with(width=20000, height=16), "16384-pixel side limit"),
+        (_with(width=0), "declared size 0x512 is empty"),
+        (_with(height=0), "is empty"),
+        (_with(width=0xFFFFFFFF, height=0xFFFFFFFF), "pixel limit"),
+        (_with(name_byte=0x00), "not printable ASCII"),
+        (_with(name_byte=0xC3), "not printable ASCII"),
+        (_with(name_len=0), "model name length 0"),
+        (_with(name_len=200), "truncated"),
+        (_with(count=0), "stream count 0"),
+        (_with(count=17), "stream count 17"),
+        (_with(count=3), "truncated: header declares"),
+        (_with(len0=0), "stream 0 has zero length"),
+        (_with(len0=1200), "truncated: header declares 1208 payload bytes, file has 13"),
+        (_with(len0=0xFFFFFFFF), "truncated: header declares"),
+        (_with(len0=1), "trailing garbage: file has 4 bytes more"),
+        (pack(HEADER, STREAMS)[:-1], "truncated"),
+        (pack(HEADER, STREAMS)[:-10], "truncated"),
+        (pack(HEADER, STREAMS)[:20], "truncated"),
+        (pack(HEADER, STREAMS) + b"\x00", "trailing garbage: file has 1 bytes more"),
+        (pack(HEADER, STREAMS)[:-1] + b"\x00", "CRC mismatch: file corrupted"),
+    ],
+)
+def test_bad_fields(data: bytes, message: str) -> None:
+    """BS-3 ... BS-9: each invalid field or length gives its one-line message."""
+    with pytest.raises(BitstreamError, match=message) as info:
+        unpack(data)
+    assert "\n" not in str(info.value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_corruption_always_rejected(data: st.DataObject) -> None:
+    """BS-9: any single-byte change, truncation or extension raises BitstreamError (never another error)."""
+    good = pack(HEADER, STREAMS)
+    kind = data.draw(st.sampled_from(["set", "cut", "append"]))
+    bad = bytearray(good)
+    if kind == "set":
+        pos = data.draw(st.integers(0, len(good) - 1))
+        bad[pos] ^= data.draw(st.integers(1, 255))
+    elif kind == "cut":
+        del bad[data.draw(st.integers(0, len(good) - 1)) :]
+    else:
+        bad += data.draw(st.binary(min_size=1, max_size=8))
+    with pytest.raises(BitstreamError):
+        unpack(bytes(bad))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200))
+def test_random_bytes(data: bytes) -> None:
+    """BS-1 ... BS-9: arbitrary input either parses or raises BitstreamError."""
+    try:
+        unpack(MAGIC + bytes([FORMAT_VERSION]) + data)
+    except BitstreamError:
+        pass
+    with pytest.raises(BitstreamError):
+        unpack(data[:3])
+
+
+def test_pack_rejects() -> None:
+    """pack refuses what unpack would reject (ValueError, not a bad file)."""
+    bad_headers = [
+        StreamHeader("", HASH, 3, 8, 8),
+        StreamHeader("é", HASH, 3, 8, 8),
+        StreamHeader("a" * 256, HASH, 3, 8, 8),
+        StreamHeader("m", HASH[:15], 3, 8, 8),
+        StreamHeader("m", HASH, 256, 8, 8),
+        StreamHeader("m", HASH, -1, 8, 8),
+        StreamHeader("m", HASH, 3, 0, 8),
+        StreamHeader("m", HASH, 3, MAX_SIDE + 1, 1),
+        StreamHeader("m", HASH, 3, 4097, 4096),
+    ]
+    for h in bad_headers:
+        with pytest.raises(ValueError):
+            pack(h, STREAMS)
+    for streams in ([], [b""], [b"x"] * 17):
+        with pytest.raises(ValueError):
+            pack(HEADER, streams)
+    assert unpack(bytearray(pack(HEADER, STREAMS)))[0] == HEADER  # bytes-like input
+    with pytest.raises(BitstreamError):
+        unpack(None)  # type: ignore[arg-type]
