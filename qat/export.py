@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from fxlic.entropy.tables import TableSet, gaussian_pmf, table_set_from_pmfs
 from fxlic.fxp.layer import QuantConv
 from fxlic.fxp.quant import quantize_param
@@ -148,3 +149,22 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def model_from_model_file(model_file: ModelFile) -> MeanScaleHyperprior:
+    """The QAT torch model whose fake-quant forward the model file encodes (for verification, fine-tuning).
+
+    Weights and biases become q · 2^-f, which the fake quantizers map to themselves (STD_ROUND of an
+    integer is that integer), and the fix positions are copied, so this model's QAT forward is the
+    exported one. The factorized prior's density is not in the file (only its integer tables).
+    """
+    config = ModelConfig(**model_file.meta["config"])
+    model = MeanScaleHyperprior(config)
+    with torch.no_grad():
+        for name, qconv in model.named_qconvs():
+            layer = model_file.layers[name]
+            qconv.conv.weight.copy_(torch.from_numpy(layer.weight.astype(np.float64) * 2.0 ** -layer.fix_w))
+            qconv.conv.bias.copy_(torch.from_numpy(layer.bias.astype(np.float64) * 2.0 ** -layer.fix_b))
+            qconv.fix.copy_(torch.tensor([layer.fix_in, layer.fix_w, layer.fix_b, layer.fix_out]))
+            qconv.quantized.fill_(True)
+    return model.eval()

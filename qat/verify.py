@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from fxlic.reference.modelfile import load_model_file
 from tqdm import tqdm
 
 from fxlic.codec import Codec, pad_image
 from fxlic.imageio import read_image
+from fxlic.reference.modelfile import load_model_file
 
 from .export import load_checkpoint_model
 from .fakequant import quantize_activation_codes

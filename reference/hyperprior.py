@@ -16,6 +16,7 @@ DPU partition exposes, for golden vectors and layer-by-layer checks.
 from __future__ import annotations
 
 import numpy as np
+
 from fxlic.fxp.layer import QuantConv
 from fxlic.fxp.quant import requantize
 from fxlic.fxp.rounding import shift_round_half_up

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from fxlic.entropy.tables import TableSet
 from fxlic.fxp.layer import QuantConv
 

@@ -1,0 +1,56 @@
+"""Shared fixtures: the real data beside the repo (../shared) and the shipped default model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+KODAK = SHARED / "data" / "kodak"
+TRAIN = SHARED / "data" / "train-half"
+
+
+@pytest.fixture(scope="session")
+def kodak_dir() -> Path:
+    if not KODAK.is_dir():
+        pytest.skip(f"Kodak images not found at {KODAK}")
+    return KODAK
+
+
+@pytest.fixture(scope="session")
+def train_dir() -> Path:
+    if not TRAIN.is_dir():
+        pytest.skip(f"training images not found at {TRAIN}")
+    return TRAIN
+
+
+@pytest.fixture(scope="session")
+def kodak_image(kodak_dir):
+    """Loader: kodak_image(index, crop=None) -> uint8 H×W×3 (crop = (top, left, height, width))."""
+    from fxlic.imageio import read_image
+
+    cache: dict[int, np.ndarray] = {}
+
+    def load(index: int, crop: tuple[int, int, int, int] | None = None) -> np.ndarray:
+        if index not in cache:
+            cache[index] = read_image(kodak_dir / f"kodim{index:02d}.png")
+        image = cache[index]
+        if crop:
+            top, left, height, width = crop
+            image = image[top : top + height, left : left + width]
+        return np.ascontiguousarray(image)
+
+    return load
+
+
+@pytest.fixture(scope="session")
+def codec():
+    """The golden codec with the shipped default model."""
+    from fxlic import models
+    from fxlic.codec import Codec
+    from fxlic.reference.modelfile import load_model_file
+
+    return Codec(load_model_file(models.resolve()))
