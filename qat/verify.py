@@ -21,7 +21,7 @@ from fxlic.codec import Codec, pad_image
 from fxlic.imageio import read_image
 from fxlic.reference.modelfile import load_model_file
 
-from .export import load_checkpoint_model
+from .export import load_checkpoint_model, model_from_model_file
 from .fakequant import quantize_activation_codes
 from .models import INPUT_FIX, MeanScaleHyperprior
 
@@ -52,39 +52,46 @@ def compare(model: MeanScaleHyperprior, codec: Codec, images: list[Path]) -> dic
     """Per layer: elements compared and mismatches, over all images; also the encode→decode latents."""
     stats: dict[str, dict[str, int]] = defaultdict(lambda: {"elements": 0, "mismatches": 0})
     for path in tqdm(images, desc="layer equality", unit="img"):
-        pixels = read_image(path)
-        expected = qat_layer_codes(model, pixels)
-        result = codec.encode(pixels, keep_trace=True)
-        decoded_trace: dict[str, np.ndarray] = {}
-        codec.decode(result.bitstream, trace=decoded_trace)
-        # every layer is checked where it runs: g_a, h_a, h_s on the encoder; h_s, g_s on the decoder
-        sides = (("", result.trace), ("decoded ", decoded_trace))
-        for name, want in expected.items():
-            found = False
-            for label, trace in sides:
-                if name not in trace:
-                    continue
-                got = trace[name].astype(np.int64)
-                if got.shape != want.shape:
-                    raise AssertionError(f"{path.name} {label}{name}: shape {got.shape} != {want.shape}")
-                row = stats[label + name]
-                row["elements"] += want.size
-                row["mismatches"] += int(np.count_nonzero(got != want))
-                found = True
-            if not found:
-                raise AssertionError(f"{path.name}: layer {name} missing from both integer traces")
+        compare_image(model, codec, read_image(path), stats, path.name)
     return dict(stats)
+
+
+def compare_image(model: MeanScaleHyperprior, codec: Codec, pixels: np.ndarray,
+                  stats: dict[str, dict[str, int]], label: str = "image") -> None:
+    """Add one image's per-layer element and mismatch counts to ``stats``."""
+    expected = qat_layer_codes(model, pixels)
+    result = codec.encode(pixels, keep_trace=True)
+    decoded_trace: dict[str, np.ndarray] = {}
+    codec.decode(result.bitstream, trace=decoded_trace)
+    # every layer is checked where it runs: g_a, h_a, h_s on the encoder; h_s, g_s on the decoder
+    sides = (("", result.trace), ("decoded ", decoded_trace))
+    for name, want in expected.items():
+        found = False
+        for side, trace in sides:
+            if name not in trace:
+                continue
+            got = trace[name].astype(np.int64)
+            if got.shape != want.shape:
+                raise AssertionError(f"{label} {side}{name}: shape {got.shape} != {want.shape}")
+            row = stats[side + name]
+            row["elements"] += want.size
+            row["mismatches"] += int(np.count_nonzero(got != want))
+            found = True
+        if not found:
+            raise AssertionError(f"{label}: layer {name} missing from both integer traces")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m fxlic.qat.verify", description=__doc__)
-    p.add_argument("checkpoint")
-    p.add_argument("model_file")
-    p.add_argument("images", nargs="+")
+    p.add_argument("model_file", help="integer model file (.npz)")
+    p.add_argument("images", nargs="+", help="images or a folder of PNGs")
+    p.add_argument("--checkpoint", help="QAT checkpoint to compare with (default: the QAT model rebuilt from "
+                   "the model file's int8 weights and fix positions)")
     p.add_argument("--json", help="write the per-layer table here")
     args = p.parse_args(argv)
-    model, _ = load_checkpoint_model(args.checkpoint)
-    codec = Codec(load_model_file(args.model_file))
+    model_file = load_model_file(args.model_file)
+    model = load_checkpoint_model(args.checkpoint)[0] if args.checkpoint else model_from_model_file(model_file)
+    codec = Codec(model_file)
     images = [Path(i) for i in args.images]
     if len(images) == 1 and images[0].is_dir():
         images = sorted(images[0].glob("*.png"))
