@@ -12,6 +12,7 @@ import argparse
 import time
 
 import numpy as np
+
 from fxlic.entropy import decode_symbols, encode_symbols, gaussian_pmf, table_set_from_pmfs
 
 

@@ -6,6 +6,9 @@ import struct
 import zlib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from fxlic.entropy.bitstream import (
     FORMAT_VERSION,
     MAGIC,
@@ -16,8 +19,6 @@ from fxlic.entropy.bitstream import (
     pack,
     unpack,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 HASH = bytes(range(16))
 HEADER = StreamHeader(model_name="mbt2018-mean-q3", model_hash=HASH, quality=3, width=768, height=512)

@@ -6,6 +6,9 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from fxlic.entropy.tables import (
     PRECISION,
     PROB_TOTAL,
@@ -14,8 +17,6 @@ from fxlic.entropy.tables import (
     quantize_pmf,
     table_set_from_pmfs,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 # pmf entries spanning zeros, denormals, tiny tails and huge magnitudes.
 _entry = st.one_of(

@@ -6,10 +6,11 @@ import math
 
 import numpy as np
 import pytest
-from fxlic.entropy.rans import EntropyDecodeError, decode_symbols, encode_symbols
-from fxlic.entropy.tables import PROB_TOTAL, TableSet, gaussian_pmf, table_set_from_pmfs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from fxlic.entropy.rans import EntropyDecodeError, decode_symbols, encode_symbols
+from fxlic.entropy.tables import PROB_TOTAL, TableSet, gaussian_pmf, table_set_from_pmfs
 
 IMPLS = ("reference", "numba")
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from fxlic.rd.bdrate import bd_ms_ssim, bd_psnr, bd_rate, bd_rate_ms_ssim, compare_curves
 from fxlic.rd.cli import bdrate_main, plot_main
 from fxlic.rd.metrics import MS_SSIM_WEIGHTS, gaussian_window, ms_ssim, psnr
