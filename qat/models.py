@@ -186,22 +186,21 @@ class MeanScaleHyperprior(nn.Module):
         z_hat = round_to_integer_ste(z)
         y_hat = round_to_integer_ste(y)
         log2_scales, means = self.hyper_synthesis(z_hat)
-        sigma = torch.clamp(torch.exp2(log2_scales), SCALE_MIN, SCALE_MAX)
-        if noisy_rate:
-            z_rate = z + torch.empty_like(z).uniform_(-0.5, 0.5)
-            y_rate = y + torch.empty_like(y).uniform_(-0.5, 0.5)
-        else:
-            z_rate, y_rate = z_hat, y_hat
-        return {
-            "x_hat": self.g_s(y_hat),
-            "y": y,
-            "y_hat": y_hat,
-            "z_hat": z_hat,
-            "log2_scales": log2_scales,
-            "means": means,
-            "y_likelihood": gaussian_likelihood(y_rate, means, sigma),
-            "z_likelihood": self.z_likelihood(z_rate),
-        }
+        x_hat = self.g_s(y_hat)
+        # Likelihoods in float32 even under autocast (bf16 tails would distort the rate).
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            work = torch.float64 if y.dtype == torch.float64 else torch.float32
+            y, z, means, z_hat, y_hat = (t.to(work) for t in (y, z, means, z_hat, y_hat))
+            sigma = torch.clamp(torch.exp2(log2_scales.to(work)), SCALE_MIN, SCALE_MAX)
+            if noisy_rate:
+                z_rate = z + torch.empty_like(z).uniform_(-0.5, 0.5)
+                y_rate = y + torch.empty_like(y).uniform_(-0.5, 0.5)
+            else:
+                z_rate, y_rate = z_hat, y_hat
+            y_likelihood = gaussian_likelihood(y_rate, means, sigma)
+            z_likelihood = self.z_likelihood(z_rate)
+        return {"x_hat": x_hat.to(work), "y": y, "y_hat": y_hat, "z_hat": z_hat, "log2_scales": log2_scales,
+                "means": means, "y_likelihood": y_likelihood, "z_likelihood": z_likelihood}
 
     def aux_loss(self) -> torch.Tensor:
         return self.entropy_bottleneck.loss()

@@ -12,10 +12,14 @@ import argparse
 import csv
 import json
 import math
+import os
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from .data import CropSampler
@@ -59,15 +63,34 @@ def calibrate(model: MeanScaleHyperprior, sampler: CropSampler, batches: int, ba
     return model.finish_calibration()
 
 
+def setup_distributed(device: str) -> tuple[int, int, torch.device]:
+    """(rank, world size, device) under torchrun (WORLD_SIZE > 1: gloo on CPU, nccl on CUDA), else (0, 1, device)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, torch.device(device)
+    cuda = device.startswith("cuda")
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    rank = dist.get_rank()
+    if cuda:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return rank, world, torch.device("cuda", local)
+    return rank, world, torch.device(device)
+
+
 def train(args: argparse.Namespace) -> Path:
-    torch.manual_seed(args.seed)
+    rank, world, device = setup_distributed(args.device)
+    if args.batch % world:
+        raise SystemExit(f"--batch {args.batch} is not divisible by the {world} processes")
+    torch.manual_seed(args.seed)  # same on every rank: identical init and calibration
     torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / "checkpoint.pt"
     lmbda = args.lmbda if args.lmbda is not None else LAMBDAS[args.quality]
     sampler = CropSampler(args.data, args.crop, seed=args.seed)
+    local_batch = args.batch // world
 
     state = None
     if ckpt_path.exists():
@@ -104,15 +127,28 @@ def train(args: argparse.Namespace) -> Path:
         torch.set_rng_state(state["torch_rng"])
         step = state["step"]
         elapsed_before = state.get("elapsed_s", 0.0)
+    if rank > 0:  # other ranks draw other crops; reseeded from the step so a resume stays reproducible
+        sampler.rng = np.random.default_rng([args.seed, rank, step])
+        torch.manual_seed(args.seed + 7919 * rank + step)
+    net: torch.nn.Module = model
+    if world > 1:
+        # The quantiles of the factorized prior are trained by the auxiliary loss outside forward():
+        # DDP must not wait for their gradients; they are averaged by hand below.
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+            model, ["entropy_bottleneck.quantiles"])
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    use_amp = args.amp and device.type == "cuda" and args.phase == "float"
 
     log_path = out_dir / "log.csv"
     new_log = not log_path.exists()
-    log_file = log_path.open("a", newline="")
+    log_file = log_path.open("a", newline="") if rank == 0 else open(os.devnull, "w")  # noqa: SIM115
     log = csv.writer(log_file)
-    if new_log:
+    if new_log and rank == 0:
         log.writerow(["step", "phase", "lr", "loss", "bpp", "mse", "psnr", "aux", "elapsed_s"])
 
     def checkpoint() -> None:
+        if rank > 0:
+            return
         save_checkpoint(ckpt_path, {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "aux_optimizer": aux_optimizer.state_dict(), "sampler": sampler.state(),
@@ -125,16 +161,18 @@ def train(args: argparse.Namespace) -> Path:
     deadline = start + args.minutes * 60 if args.minutes else math.inf
     model.train()
     running: dict[str, float] = {}
-    bar = tqdm(total=args.steps, initial=step, desc=f"{args.phase} λ={lmbda}", unit="step", smoothing=0.05)
-    while step < args.steps and time.time() < deadline:
+    bar = tqdm(total=args.steps, initial=step, desc=f"{args.phase} λ={lmbda}", unit="step", smoothing=0.05,
+               disable=rank > 0)
+    while step < args.steps and not _stop(deadline, world, device):
         progress = step / args.steps
         if args.minutes:
             progress = max(progress, (time.time() - start) / (args.minutes * 60))
         lr = learning_rate(progress, args.lr)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        pixels = sampler.batch(args.batch).to(device)
-        out = model(pixels_to_input(pixels))
+        pixels = sampler.batch(local_batch).to(device)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+            out = net(pixels_to_input(pixels))
         losses = rd_loss(out, pixels, lmbda)
         optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
@@ -143,10 +181,15 @@ def train(args: argparse.Namespace) -> Path:
         aux = model.aux_loss()
         aux_optimizer.zero_grad(set_to_none=True)
         aux.backward()
+        if world > 1:
+            for param in aux_params:
+                dist.all_reduce(param.grad)
+                param.grad /= world
         aux_optimizer.step()
         step += 1
         for key in ("loss", "bpp", "mse", "psnr"):
-            running[key] = 0.98 * running.get(key, float(losses[key])) + 0.02 * float(losses[key])
+            value = float(losses[key].detach())
+            running[key] = 0.98 * running.get(key, value) + 0.02 * value
         bar.update(1)
         bar.set_postfix(bpp=f"{running['bpp']:.3f}", psnr=f"{running['psnr']:.2f}", loss=f"{running['loss']:.3f}")
         if step % args.log_every == 0:
@@ -158,9 +201,20 @@ def train(args: argparse.Namespace) -> Path:
     bar.close()
     checkpoint()
     log_file.close()
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
     print(f"{args.phase}: step {step}/{args.steps}, {(time.time() - start) / 60:.1f} min this run, "
           f"bpp≈{running.get('bpp', float('nan')):.3f} psnr≈{running.get('psnr', float('nan')):.2f}")
     return ckpt_path
+
+
+def _stop(deadline: float, world: int, device: torch.device) -> bool:
+    """Time is up — decided on rank 0 and broadcast, so every rank stops at the same step."""
+    flag = torch.tensor([1 if time.time() >= deadline else 0], device=device)
+    if world > 1:
+        dist.broadcast(flag, 0)
+    return bool(flag.item())
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
@@ -183,7 +237,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--calib-batches", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (under torchrun: one GPU per process)")
+    p.add_argument("--amp", action="store_true", help="bfloat16 autocast for the float phase on CUDA")
     p.add_argument("--log-every", type=int, default=25)
     p.add_argument("--ckpt-every", type=int, default=200)
     return p
