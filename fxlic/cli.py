@@ -164,6 +164,7 @@ def _delegate(module: str, function: str = "main"):
 
 DELEGATED = {
     "golden": ("fxlic.golden.cli", "main", "golden-vector sets: make, verify (default: the bundled set)"),
+    "board": ("fxlic.board.cli", "main", "on-board validation: run, compare, decode, export-golden"),
     "train": ("fxlic.qat.train", "main", "train a float or QAT model (torch)"),
     "export": ("fxlic.qat.export", "main", "export a QAT checkpoint to an integer model file (torch)"),
     "verify-qat": ("fxlic.qat.verify", "main", "layer-by-layer equality: QAT checkpoint vs integer model (torch)"),
