@@ -211,7 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DELEGATED:  # its own parser sees every argument, --help included
+        args = argparse.Namespace(func=_delegate(*DELEGATED[argv[0]][:2]), rest=argv[1:])
+    else:
+        args = build_parser().parse_args(argv)
     debug = os.environ.get("FXLIC_DEBUG") == "1"
     try:
         return args.func(args)
