@@ -73,6 +73,15 @@ def _check_impl(impl: str) -> None:
         raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
 
 
+def _check_arguments(x: np.ndarray, w: np.ndarray, stride: int, padding: int, impl: str) -> tuple[int, int]:
+    """Shared checks of both convolutions: int8 CHW input, int8 4-D weight, geometry, impl. Returns (s, p)."""
+    _check_int8(x, "x", 3)
+    _check_int8(w, "w", 4)
+    s, p = _check_geometry(stride, padding)
+    _check_impl(impl)
+    return s, p
+
+
 def conv2d_output_size(h: int, w: int, kh: int, kw: int, stride: int, padding: int) -> tuple[int, int]:
     """(H', W') of a conv: H' = (H + 2p - kh) // s + 1 (FXP-C1). Raises if not positive."""
     ho = (h + 2 * padding - kh) // stride + 1
@@ -137,10 +146,7 @@ def conv2d_acc(x: np.ndarray, w: np.ndarray, stride: int, padding: int, impl: st
     Returns:
         int64 [O, H', W'], H' = (H + 2p - kh) // s + 1; |acc| <= C*kh*kw*2^14.
     """
-    _check_int8(x, "x", 3)
-    _check_int8(w, "w", 4)
-    s, p = _check_geometry(stride, padding)
-    _check_impl(impl)
+    s, p = _check_arguments(x, w, stride, padding, impl)
     C, H, W = x.shape
     O, Cw, kh, kw = w.shape
     if Cw != C:
@@ -235,10 +241,7 @@ def conv_transpose2d_acc(x: np.ndarray, w: np.ndarray, stride: int, padding: int
     Returns:
         int64 [O, (H-1)s - 2p + kh, (W-1)s - 2p + kw]; |acc| <= C*ceil(kh/s)*ceil(kw/s)*2^14.
     """
-    _check_int8(x, "x", 3)
-    _check_int8(w, "w", 4)
-    s, p = _check_geometry(stride, padding)
-    _check_impl(impl)
+    s, p = _check_arguments(x, w, stride, padding, impl)
     C, H, W = x.shape
     Cw, O, kh, kw = w.shape
     if Cw != C:

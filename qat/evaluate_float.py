@@ -25,6 +25,7 @@ from fxlic.rd.metrics import ms_ssim, psnr
 from fxlic.rd.results import RDCurve, save_curve
 
 from .export import load_checkpoint_model, scale_grid
+from .layers import qconvs
 from .models import SCALE_MAX, SCALE_MIN, MeanScaleHyperprior, output_to_pixels, pixels_to_input
 
 
@@ -68,9 +69,14 @@ def ideal_bits(model: MeanScaleHyperprior, x: torch.Tensor) -> float:
     return float(-(torch.log2(out["y_likelihood"]).sum() + torch.log2(out["z_likelihood"]).sum()))
 
 
-def evaluate(checkpoint: Path, images: list[Path], threads: int) -> list[dict]:
+def evaluate(checkpoint: Path, images: list[Path], threads: int, float_arithmetic: bool = False) -> list[dict]:
+    """One row per image. ``float_arithmetic``: run a QAT checkpoint's weights with fake quantization off
+    (same weights, float32 arithmetic), which isolates the cost of the int8 formats from QAT's extra steps."""
     torch.set_num_threads(threads)
     model, _ = load_checkpoint_model(checkpoint)
+    if float_arithmetic:
+        for _, layer in qconvs(model):
+            layer.quantized.fill_(False)
     codec = FloatCodec(model)
     rows = []
     for path in tqdm(images, desc=f"float eval {checkpoint.parent.name}", unit="img"):
@@ -98,13 +104,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default="fxlic-meanscale-float")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rate", choices=["ideal", "coded"], default="coded", help="bpp reported in the JSON")
+    p.add_argument("--ideal-out", help="also write the curve at the ideal rate to this JSON (same pass)")
+    p.add_argument("--float-arithmetic", action="store_true",
+                   help="QAT checkpoints: fake quantization off (same weights in float32)")
     args = p.parse_args(argv)
     images = sorted(Path(args.images).glob("*.png"))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     points = []
     for ckpt in args.checkpoints:
-        rows = evaluate(Path(ckpt), images, args.threads)
+        rows = evaluate(Path(ckpt), images, args.threads, args.float_arithmetic)
         with out.with_name(f"{out.stem}-{Path(ckpt).parent.name}.csv").open("w", newline="") as handle:
             writer = csv.DictWriter(handle, list(rows[0]))
             writer.writeheader()
@@ -113,13 +122,19 @@ def main(argv: list[str] | None = None) -> int:
         points.append(means)
         print(f"{ckpt}: " + "  ".join(f"{k} {v:.4f}" for k, v in means.items()))
     points.sort(key=lambda m: m["bpp"])
-    rate_key = "bpp" if args.rate == "coded" else "bpp_ideal"
-    curve = RDCurve(name=args.name, bpp=[m[rate_key] for m in points], psnr=[m["psnr"] for m in points],
-                    ms_ssim=[m["ms_ssim"] for m in points], encoding_time=[m["encode_s"] for m in points],
-                    decoding_time=[m["decode_s"] for m in points],
-                    description=f"PyTorch float model + CompressAI entropy coding, {args.threads} threads",
-                    extra={"meta": {"bpp_ideal": [m["bpp_ideal"] for m in points], "rate": args.rate}})
-    save_curve(curve, out)
+    description = f"PyTorch float model + CompressAI entropy coding, {args.threads} threads" + (
+        " (QAT weights, fake quantization off)" if args.float_arithmetic else "")
+    outputs = [(out, args.rate, args.name)]
+    if args.ideal_out:  # the same pass, reported at the ideal rate
+        outputs.append((Path(args.ideal_out), "ideal", args.name + "-ideal"))
+    for path, rate, name in outputs:
+        rate_key = "bpp" if rate == "coded" else "bpp_ideal"
+        curve = RDCurve(name=name, bpp=[m[rate_key] for m in points], psnr=[m["psnr"] for m in points],
+                        ms_ssim=[m["ms_ssim"] for m in points], encoding_time=[m["encode_s"] for m in points],
+                        decoding_time=[m["decode_s"] for m in points], description=description,
+                        extra={"meta": {"bpp_ideal": [m["bpp_ideal"] for m in points],
+                                        "bpp_coded": [m["bpp"] for m in points], "rate": rate}})
+        save_curve(curve, path)
     return 0
 
 

@@ -101,7 +101,6 @@ def eval_main(argv: list[str] | None = None) -> int:
             writer = csv.DictWriter(handle, CSV_FIELDS)
             writer.writeheader()
             writer.writerows(rows)
-        avg = {key: float(np.mean([r[key] for r in rows])) for key in CSV_FIELDS[3:]}
         avg = {key: float(np.mean([r[key] for r in rows])) for key in CSV_FIELDS[4:]}
         print(f"q{quality}: bpp {avg['bpp']:.4f}  PSNR {avg['psnr']:.3f} dB  MS-SSIM {avg['ms_ssim']:.5f}"
               f"  enc {avg['encode_s']:.2f}s  dec {avg['decode_s']:.2f}s")

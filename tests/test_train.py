@@ -45,6 +45,34 @@ def test_float_resume_qat_export(train_dir, tmp_path) -> None:
     model = load_model_file(tmp_path / "m.npz")
     assert model.quality == 3 and set(model.layers) >= {"g_a.0", "h_s_means", "g_s.3"}
 
+    from fxlic.qat.curves import plot_learning_curves, step_offsets
+
+    assert step_offsets([run, qat]) == {run: 0.0, qat: 5.0}  # QAT continues where its float run ended
+    plot_learning_curves([run, qat], tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_weights_only_checkpoint_resumes(train_dir, tmp_path) -> None:
+    """A slim checkpoint (what a GPU call returns, what the repo commits) resumes at its step, fresh Adam."""
+    from fxlic.qat.slim import slim_checkpoint
+
+    run = tmp_path / "float"
+    assert train_main(["--data", str(train_dir), "--out", str(run), "--steps", "2", *TINY]) == 0
+    full = torch.load(run / "checkpoint.pt", weights_only=False)
+    slim = slim_checkpoint(run / "checkpoint.pt", tmp_path / "slim.pt", torch.float16)
+    assert "optimizer" not in slim and slim["step"] == 2 and slim["sampler"] == full["sampler"]
+    for key, value in full["model"].items():  # float tensors halved, integer buffers untouched
+        expected = value.half() if value.is_floating_point() else value
+        assert torch.equal(slim["model"][key], expected), key
+
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    (resumed / "checkpoint.pt").write_bytes((tmp_path / "slim.pt").read_bytes())
+    assert train_main(["--data", str(train_dir), "--out", str(resumed), "--steps", "3", *TINY]) == 0
+    state = torch.load(resumed / "checkpoint.pt", weights_only=False)
+    assert state["step"] == 3 and "optimizer" in state
+    assert state["model"]["g_a.0.conv.weight"].dtype == torch.float32
+
 
 def test_torchrun_gloo_two_processes(train_dir, tmp_path) -> None:
     """The same command under torchrun: 2 CPU processes, gloo, DDP; rank 0 logs and checkpoints."""

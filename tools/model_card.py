@@ -33,7 +33,7 @@ def main() -> int:
     p.add_argument("--name", default="meanscale")
     p.add_argument("--runs", default="runs")
     p.add_argument("--results", default="results/kodak")
-    p.add_argument("--qualities", default="2,4,6")
+    p.add_argument("--qualities", default="0,2,4,6,8")
     p.add_argument("--hardware", default="2 CPU cores (x86-64), no GPU, shared with development work")
     p.add_argument("--out", required=True)
     args = p.parse_args()
@@ -57,7 +57,9 @@ def main() -> int:
             lines.append(f"| {q} | {f['lambda']} | {phase} | {init} | {f['steps']} | {f['minutes']:.1f} | {f['lr']} "
                          f"| {f['batch']} × {f['crop']}² |")
     config = run_facts(runs / f"{args.name}-q4-float")["config"]
-    lines += ["", f"Total training time: {total:.1f} CPU-minutes (wall clock on the machine above). "
+    lines += ["", f"Total training time: {total:.1f} CPU-minutes (wall clock on the machine above; the "
+              "fine-tune and QAT runs ran two at a time, one thread each, so the wall time is about half). "
+              "GPU minutes: 0 (no GPU was lent to this task). Learning curves: `results/learning-curves.png`. "
               f"Channels: N = {config['N']}, M = {config['M']}.", "",
               "## Measured on Kodak (24 images, real int8 bitstreams, `fxlic eval`)", "",
               "| quality | bpp | PSNR (dB) | MS-SSIM | encode s | decode s |", "|---|---|---|---|---|---|"]
