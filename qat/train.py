@@ -15,6 +15,7 @@ import math
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -24,6 +25,9 @@ from tqdm import tqdm
 
 from .data import CropSampler
 from .models import MeanScaleHyperprior, ModelConfig, output_to_pixels, pixels_to_input
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
 
 # λ of CompressAI's MSE-optimized qualities 1..8 (its zoo's training λs), so our quality numbers compare;
 # quality 0 extends the ladder downwards (about ÷2 per step, as CompressAI's) to reach ~0.1 bpp with models
@@ -150,6 +154,7 @@ def train(args: argparse.Namespace) -> Path:
     log = csv.writer(log_file)
     if new_log and rank == 0:
         log.writerow(["step", "phase", "lr", "loss", "bpp", "mse", "psnr", "aux", "elapsed_s"])
+    board = _tensorboard_writer(out_dir / "tensorboard") if args.tensorboard and rank == 0 else None
 
     def checkpoint() -> None:
         if rank > 0:
@@ -201,17 +206,31 @@ def train(args: argparse.Namespace) -> Path:
             log.writerow([step, args.phase, lr, *(f"{running[k]:.5f}" for k in ("loss", "bpp", "mse", "psnr")),
                           f"{float(aux):.3f}", f"{elapsed_before + time.time() - start:.1f}"])
             log_file.flush()
+            if board is not None:
+                for key in ("loss", "bpp", "psnr"):
+                    board.add_scalar(f"{args.phase}/{key}", running[key], step)
+                board.add_scalar(f"{args.phase}/lr", lr, step)
         if step % args.ckpt_every == 0:
             checkpoint()
     bar.close()
     checkpoint()
     log_file.close()
+    if board is not None:
+        board.close()
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
     print(f"{args.phase}: step {step}/{args.steps}, {(time.time() - start) / 60:.1f} min this run, "
           f"bpp≈{running.get('bpp', float('nan')):.3f} psnr≈{running.get('psnr', float('nan')):.2f}")
     return ckpt_path
+
+
+def _tensorboard_writer(folder: Path) -> SummaryWriter:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as error:  # torch ships the writer, the event-file format needs the package
+        raise SystemExit(f"--tensorboard needs the tensorboard package (pip install tensorboard): {error}") from None
+    return SummaryWriter(str(folder))
 
 
 def _stop(deadline: float, world: int, device: torch.device) -> bool:
@@ -245,6 +264,7 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--device", default="cpu", help="cpu or cuda (under torchrun: one GPU per process)")
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast for the float phase on CUDA")
     p.add_argument("--log-every", type=int, default=25)
+    p.add_argument("--tensorboard", action="store_true", help="also log to OUT/tensorboard (needs tensorboard)")
     p.add_argument("--ckpt-every", type=int, default=200)
     return p
 

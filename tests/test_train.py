@@ -52,6 +52,14 @@ def test_float_resume_qat_export(train_dir, tmp_path) -> None:
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_tensorboard_log(train_dir, tmp_path) -> None:
+    pytest.importorskip("tensorboard")
+    run = tmp_path / "tb"
+    assert train_main(["--data", str(train_dir), "--out", str(run), "--steps", "2", "--tensorboard", *TINY]) == 0
+    events = list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert len(events) == 1 and events[0].stat().st_size > 0
+
+
 def test_weights_only_checkpoint_resumes(train_dir, tmp_path) -> None:
     """A slim checkpoint (what a GPU call returns, what the repo commits) resumes at its step, fresh Adam."""
     from fxlic.qat.slim import slim_checkpoint
