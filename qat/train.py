@@ -103,6 +103,8 @@ def train(args: argparse.Namespace) -> Path:
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         config = ModelConfig(**state["config"])
         print(f"resuming {ckpt_path} at step {state['step']}")
+        if not args.init:  # keep the provenance (model cards, learning-curve offsets) across resumed runs
+            args.init = (state.get("args") or {}).get("init")
     elif args.init:
         init = torch.load(args.init, map_location="cpu", weights_only=False)
         config = ModelConfig(**init["config"])

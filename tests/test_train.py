@@ -37,6 +37,10 @@ def test_float_resume_qat_export(train_dir, tmp_path) -> None:
     state = torch.load(qat / "checkpoint.pt", weights_only=False)
     assert all(bool(v) for k, v in state["model"].items() if k.endswith(".quantized"))
     assert (qat / "fix_positions.json").is_file()
+    # a resumed QAT run (no --init on the command line) keeps its parent: model cards and curve offsets use it
+    assert train_main(["--data", str(train_dir), "--out", str(qat), "--phase", "qat", "--steps", "3", *TINY]) == 0
+    state = torch.load(qat / "checkpoint.pt", weights_only=False)
+    assert state["step"] == 3 and state["args"]["init"] == str(run / "checkpoint.pt")
 
     from fxlic.qat.export import main as export_main
     from fxlic.reference.modelfile import load_model_file
