@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # CPU recipe for the shipped meanscale models (2 cores, no GPU), five rate points q0 q2 q4 q6 q8
-# (λ 0.0009 … 0.18, ×3.7 apart). Every step resumes where it stopped.
+# (λ 0.0009 … 0.18, ×3.7 apart). Re-running skips the steps already done (markers in RUNS_DIR/.done/); an
+# interrupted step resumes from its checkpoint and trains its full minutes again.
 #
-#   bash tools/cpu_recipe.sh RUNS_DIR [FLOAT_MIN] [FT_MIN] [QAT_MIN]
+#   bash tools/cpu_recipe.sh RUNS_DIR [FLOAT_MIN] [FT_MIN] [QAT_MIN] [END_MIN]
 #
 # 1. One float model at quality 4 (FLOAT_MIN minutes; 0 = already trained).
 # 2. Two lanes at once, one thread each: float fine-tunes that walk the λ ladder from q4 (a λ step converges
 #    far faster than a model from scratch), q4→q6→q8 and q4→q2→q0; then calibration + QAT for each quality,
 #    and a calibration-only (PTQ) checkpoint for each, which measures what QAT buys.
+# 2b. The ladder ends q0 and q8 sit furthest from q4 and lag their λ most after FT_MIN (their Kodak rate
+#    span was 0.19–1.04 bpp after stage 2), so both get END_MIN more float minutes (a second, resumed run with
+#    its own decay), then their QAT and PTQ again. END_MIN=0 skips this.
 # 3. Export every QAT checkpoint to an integer model file RUNS_DIR/meanscale-qQ.npz.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,17 +19,32 @@ RUNS=${1:-runs}
 FLOAT_MIN=${2:-58}
 FT_MIN=${3:-14}
 QAT_MIN=${4:-8}
+END_MIN=${5:-35}
 DATA=../shared/data/train
 TRAIN=".venv/bin/python -m fxlic.qat.train --data $DATA --crop 128 --batch 8 --steps 100000"
 
-if [ "$FLOAT_MIN" != 0 ]; then
+base() {
   $TRAIN --threads 2 --out "$RUNS/meanscale-q4-float" --phase float --quality 4 --N 96 --M 128 \
     --minutes "$FLOAT_MIN" --lr 5e-4
-fi
+}
 
+once() {  # STEP_NAME COMMAND...: run a time-boxed step once
+  local name=$1; shift
+  if [ -e "$RUNS/.done/$name" ]; then echo "skip $name (done)"; return 0; fi
+  "$@" && mkdir -p "$RUNS/.done" && touch "$RUNS/.done/$name"
+}
 finetune() {  # QUALITY FROM_QUALITY
   $TRAIN --threads 1 --out "$RUNS/meanscale-q$1-float" --phase float --quality "$1" \
     --init "$RUNS/meanscale-q$2-float/checkpoint.pt" --minutes "$FT_MIN" --lr 2e-4
+}
+extend() {  # QUALITY: END_MIN more float minutes, then QAT and PTQ from the longer-trained float model
+  [ "$END_MIN" != 0 ] || return 0
+  $TRAIN --threads 1 --out "$RUNS/meanscale-q$1-float" --phase float --quality "$1" --minutes "$END_MIN" --lr 2e-4
+  mkdir -p "$RUNS/before-extend"
+  for kind in qat ptq; do
+    if [ -d "$RUNS/meanscale-q$1-$kind" ]; then rm -rf "$RUNS/before-extend/meanscale-q$1-$kind"; mv "$RUNS/meanscale-q$1-$kind" "$RUNS/before-extend/"; fi
+  done
+  qat "$1" && ptq "$1"
 }
 qat() {  # QUALITY
   $TRAIN --threads 1 --out "$RUNS/meanscale-q$1-qat" --phase qat --quality "$1" \
@@ -35,9 +54,17 @@ ptq() {  # QUALITY: calibration only, zero QAT steps
   $TRAIN --threads 1 --out "$RUNS/meanscale-q$1-ptq" --phase qat --quality "$1" \
     --init "$RUNS/meanscale-q$1-float/checkpoint.pt" --steps 0
 }
-(finetune 6 4 && finetune 8 6 && qat 8 && qat 6 && qat 4) > "$RUNS/lane-high.out" 2>&1 &
+[ "$FLOAT_MIN" = 0 ] || once base-q4 base
+(once ft-q6 finetune 6 4 && once ft-q8 finetune 8 6 && once qat-q8 qat 8 && once qat-q6 qat 6 && once qat-q4 qat 4) >> "$RUNS/lane-high.out" 2>&1 &
 HIGH=$!
-(finetune 2 4 && finetune 0 2 && qat 0 && qat 2 && for q in 0 2 4 6 8; do ptq $q; done) > "$RUNS/lane-low.out" 2>&1 &
+(once ft-q2 finetune 2 4 && once ft-q0 finetune 0 2 && once qat-q0 qat 0 && once qat-q2 qat 2 &&
+  for q in 0 2 4 6 8; do once "ptq-q$q" ptq $q; done) >> "$RUNS/lane-low.out" 2>&1 &
+LOW=$!
+wait $HIGH
+wait $LOW
+once extend-q8 extend 8 >> "$RUNS/lane-high-end.out" 2>&1 &
+HIGH=$!
+once extend-q0 extend 0 >> "$RUNS/lane-low-end.out" 2>&1 &
 LOW=$!
 wait $HIGH
 wait $LOW

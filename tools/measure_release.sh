@@ -44,8 +44,8 @@ $PY -m fxlic.qat.evaluate_float $(ckpts qat) --images "$K" --float-arithmetic --
   .venv/bin/fxlic bdrate "$OUT/meanscale-float-ideal.json" "$OUT/meanscale.json" || true
 } | tee "$OUT/bdrate.txt"
 .venv/bin/fxlic plot "$OUT/rd.png" "$OUT/meanscale.json" "$OUT/meanscale-float.json" \
-  --anchors "$A/vtm.json" "$A/bpg_444_x265_ycbcr.json" "$A/jpeg.json" "$A/webp.json" \
-  "$A/compressai-mbt2018-mean_mse_cpu.json" "$A/compressai-bmshj2018-hyperprior_mse_cpu.json"
+  $(for a in vtm bpg_444_x265_ycbcr jpeg webp compressai-mbt2018-mean_mse_cpu compressai-bmshj2018-hyperprior_mse_cpu; do
+    echo --anchors "$A/$a.json"; done)
 $PY -m fxlic.qat.curves "$RUNS" -o "$OUT/../learning-curves.png"
 .venv/bin/fxlic verify-qat models/meanscale-q4.npz "$K" --checkpoint "$RUNS/meanscale-q4-qat/checkpoint.pt" \
   --json "$OUT/layer-equality-q4.json" | tee "$OUT/layer-equality-q4.txt"

@@ -71,6 +71,12 @@ def main() -> int:
     bd = results / "bdrate.txt"
     if bd.exists():
         lines += ["", "## BD-rates (`tools/measure_release.sh`)", "", "```", bd.read_text().strip(), "```"]
+    lines += ["", "Float twin: its Kodak results are `results/kodak/meanscale-float.json` (CompressAI-coded) and "
+              "`meanscale-float-ideal.json` (ideal rate); the repository commits the float q4 base only "
+              "(`models/float/meanscale-q4-float.pt`, float16 weights, the start of every run above and of GPU "
+              "runs): the other four float checkpoints (5.5 MiB each) would push the working tree past what a "
+              "GPU call can carry. `tools/cpu_recipe.sh RUNS 0` re-creates them from the base copied to "
+              "`RUNS/meanscale-q4-float/checkpoint.pt`."]
     lines += ["", "Reproduce: `bash tools/cpu_recipe.sh runs` then `bash tools/measure_release.sh runs results/kodak`."]
     Path(args.out).write_text("\n".join(lines) + "\n")
     print(json.dumps({"written": args.out}))
