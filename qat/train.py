@@ -206,7 +206,7 @@ def train(args: argparse.Namespace) -> Path:
         bar.set_postfix(bpp=f"{running['bpp']:.3f}", psnr=f"{running['psnr']:.2f}", loss=f"{running['loss']:.3f}")
         if step % args.log_every == 0:
             log.writerow([step, args.phase, lr, *(f"{running[k]:.5f}" for k in ("loss", "bpp", "mse", "psnr")),
-                          f"{float(aux):.3f}", f"{elapsed_before + time.time() - start:.1f}"])
+                          f"{float(aux.detach()):.3f}", f"{elapsed_before + time.time() - start:.1f}"])
             log_file.flush()
             if board is not None:
                 for key in ("loss", "bpp", "psnr"):
