@@ -36,11 +36,27 @@ SCALE_MAX = 64.0
 LIKELIHOOD_BOUND = 1e-9
 
 
+HYPER_ACTIVATIONS = ("relu", "leaky_relu")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
+    """Architecture of a hyperprior model.
+
+    ``hyper_activation`` is the activation inside h_a and h_s. Its default stays ``"leaky_relu"`` so that
+    configs saved before the field existed load as the models they were; new runs choose ``"relu"``
+    (``fxlic train``): ReLU's DPU rounding is pinned by the sources, LeakyReLU's is the open point
+    FXP-A-LEAKY (``fxp/assumptions.py``), and h_s is on the decode path.
+    """
+
     N: int = 96
     M: int = 128
     use_means: bool = True
+    hyper_activation: str = "leaky_relu"
+
+    def __post_init__(self) -> None:
+        if self.hyper_activation not in HYPER_ACTIVATIONS:
+            raise ValueError(f"hyper_activation must be one of {HYPER_ACTIVATIONS}, got {self.hyper_activation!r}")
 
     @property
     def architecture(self) -> str:
@@ -79,17 +95,18 @@ class MeanScaleHyperprior(nn.Module):
             QConv(N, N, 5, 2, 2, activation="relu"),
             QConv(N, M, 5, 2, 2),
         )
+        act = config.hyper_activation
         # Hyper-analysis h_a.
         self.h_a = nn.Sequential(
-            QConv(M, N, 3, 1, 1, activation="leaky_relu"),
-            QConv(N, N, 5, 2, 2, activation="leaky_relu"),
+            QConv(M, N, 3, 1, 1, activation=act),
+            QConv(N, N, 5, 2, 2, activation=act),
             QConv(N, N, 5, 2, 2),
         )
         # Hyper-synthesis h_s trunk, then the scale and mean heads.
         hidden = M * 3 // 2
         self.h_s = nn.Sequential(
-            QConv(N, M, 4, 2, 1, transposed=True, activation="leaky_relu"),
-            QConv(M, hidden, 4, 2, 1, transposed=True, activation="leaky_relu"),
+            QConv(N, M, 4, 2, 1, transposed=True, activation=act),
+            QConv(M, hidden, 4, 2, 1, transposed=True, activation=act),
         )
         self.h_s_scales = QConv(hidden, M, 3, 1, 1)
         self.h_s_means = QConv(hidden, M, 3, 1, 1) if config.use_means else None

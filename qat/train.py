@@ -14,6 +14,9 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -85,6 +88,121 @@ def setup_distributed(device: str) -> tuple[int, int, torch.device]:
     return rank, world, torch.device(device)
 
 
+@dataclass(frozen=True)
+class FastPath:
+    """How one training step runs: autocast dtype, memory format, optimizer implementation.
+
+    The float phase runs under bfloat16 autocast with channels_last tensors, on CPUs (oneDNN uses AMX /
+    AVX-512 BF16 where present) as on GPUs; the rate terms stay float32 (``MeanScaleHyperprior.forward``
+    leaves autocast for the likelihoods). The QAT phase keeps float32: its fake quantization must compute
+    exactly what the integer model computes. ``benchmarks/train_speed.py`` measures the speedup and
+    ``docs/training.md`` the convergence against fp32.
+    """
+
+    autocast_dtype: torch.dtype | None
+    channels_last: bool
+    device_type: str
+    adam_impl: str  # "fused" | "foreach" | "default"
+
+    @classmethod
+    def choose(cls, precision: str, phase: str, device: torch.device, channels_last: bool | None = None) -> FastPath:
+        if precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
+        if precision == "auto":
+            precision = "bf16" if phase == "float" else "fp32"
+        if precision == "bf16" and phase != "float":
+            raise SystemExit("--precision bf16 is for the float phase; QAT needs float32 for exact fake quantization")
+        if channels_last is None:
+            channels_last = precision == "bf16"
+        fast = precision == "bf16" or channels_last
+        return cls(torch.bfloat16 if precision == "bf16" else None, channels_last, device.type,
+                   "fused" if fast else "default")
+
+    @classmethod
+    def baseline(cls, device: torch.device) -> FastPath:
+        """The trainer before the fast path: float32, contiguous tensors, per-parameter Adam."""
+        return cls(None, False, device.type, "default")
+
+    def describe(self) -> str:
+        dtype = "bf16 autocast" if self.autocast_dtype is not None else "fp32"
+        layout = "channels_last" if self.channels_last else "contiguous"
+        return f"{dtype}, {layout}, {self.adam_impl} Adam"
+
+    def prepare(self, model: torch.nn.Module) -> None:
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+
+    def adam(self, params: list[torch.nn.Parameter], lr: float) -> torch.optim.Adam:
+        kwargs = {"fused": True} if self.adam_impl == "fused" else {}
+        if self.adam_impl == "foreach":
+            kwargs = {"foreach": True}
+        return torch.optim.Adam(params, lr=lr, **kwargs)
+
+    def autocast(self) -> AbstractContextManager:
+        return torch.autocast(self.device_type, dtype=self.autocast_dtype or torch.bfloat16,
+                              enabled=self.autocast_dtype is not None)
+
+    def to_input(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = pixels_to_input(pixels)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+
+def rd_step(net: torch.nn.Module, pixels: torch.Tensor, lmbda: float, optimizer: torch.optim.Optimizer,
+            main_params: list[torch.nn.Parameter], clip: float, fast: FastPath) -> dict[str, torch.Tensor]:
+    """One rate-distortion step of the main parameters (forward under the fast path's autocast)."""
+    with fast.autocast():
+        out = net(fast.to_input(pixels))
+    losses = rd_loss(out, pixels, lmbda)
+    optimizer.zero_grad(set_to_none=True)
+    losses["loss"].backward()
+    torch.nn.utils.clip_grad_norm_(main_params, clip)
+    optimizer.step()
+    return losses
+
+
+def aux_step(model: MeanScaleHyperprior, aux_optimizer: torch.optim.Optimizer,
+             aux_params: list[torch.nn.Parameter], world: int = 1) -> torch.Tensor:
+    """One step of the factorized prior's quantiles on the auxiliary loss (float32, outside autocast)."""
+    aux = model.aux_loss()
+    aux_optimizer.zero_grad(set_to_none=True)
+    aux.backward()
+    if world > 1:
+        for param in aux_params:
+            dist.all_reduce(param.grad)
+            param.grad /= world
+    aux_optimizer.step()
+    return aux
+
+
+class Prefetcher:
+    """Draws the next batch on a background thread while the current step computes.
+
+    The draw order is the sampler's own (one batch ahead), so a run stays reproducible from the seed;
+    the one batch drawn ahead when a run stops is not trained on, and its RNG draws are in the saved
+    sampler state, so a resumed run continues with the next one.
+    """
+
+    def __init__(self, draw: Callable[[], torch.Tensor]) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._draw = draw
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crops")
+        self._next = self._pool.submit(draw)
+
+    def next(self) -> torch.Tensor:
+        batch = self._next.result()
+        self._next = self._pool.submit(self._draw)
+        return batch
+
+    def settle(self) -> None:
+        """Wait for the batch being drawn, so the sampler's state is stable (before saving it)."""
+        self._next.result()
+
+    def close(self) -> None:
+        self._next.cancel()
+        self._pool.shutdown(wait=True)
+
+
 def train(args: argparse.Namespace) -> Path:
     rank, world, device = setup_distributed(args.device)
     if args.batch % world:
@@ -103,13 +221,22 @@ def train(args: argparse.Namespace) -> Path:
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         config = ModelConfig(**state["config"])
         print(f"resuming {ckpt_path} at step {state['step']}")
+        if args.hyper_activation and args.hyper_activation != config.hyper_activation:
+            print(f"hyper activation {config.hyper_activation} → {args.hyper_activation} (asked for)")
+            config = replace(config, hyper_activation=args.hyper_activation)
         if not args.init:  # keep the provenance (model cards, learning-curve offsets) across resumed runs
             args.init = (state.get("args") or {}).get("init")
     elif args.init:
         init = torch.load(args.init, map_location="cpu", weights_only=False)
         config = ModelConfig(**init["config"])
+        if args.hyper_activation and args.hyper_activation != config.hyper_activation:
+            # An activation has no parameters: the parent's weights load as they are and fine-tuning
+            # adapts them (LeakyReLU(26/256) → ReLU changes only negative pre-activations, by 10 %).
+            print(f"hyper activation {config.hyper_activation} → {args.hyper_activation} (from --init)")
+            config = replace(config, hyper_activation=args.hyper_activation)
     else:
-        config = ModelConfig(N=args.N, M=args.M, use_means=not args.scale_only)
+        config = ModelConfig(N=args.N, M=args.M, use_means=not args.scale_only,
+                             hyper_activation=args.hyper_activation or "relu")
 
     model = MeanScaleHyperprior(config)
     if state is not None:
@@ -124,8 +251,10 @@ def train(args: argparse.Namespace) -> Path:
 
     main_params = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
     aux_params = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
-    optimizer = torch.optim.Adam(main_params, lr=args.lr)
-    aux_optimizer = torch.optim.Adam(aux_params, lr=1e-3)
+    fast = FastPath.choose(args.precision, args.phase, device, channels_last=args.channels_last)
+    fast.prepare(model)
+    optimizer = fast.adam(main_params, lr=args.lr)
+    aux_optimizer = fast.adam(aux_params, lr=1e-3)
     step = 0
     elapsed_before = 0.0
     if state is not None:
@@ -148,7 +277,8 @@ def train(args: argparse.Namespace) -> Path:
         DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
             model, ["entropy_bottleneck.quantiles"])
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    use_amp = args.amp and device.type == "cuda" and args.phase == "float"
+    if rank == 0:
+        print(f"fast path: {fast.describe()}")
 
     log_path = out_dir / "log.csv"
     new_log = not log_path.exists()
@@ -161,6 +291,7 @@ def train(args: argparse.Namespace) -> Path:
     def checkpoint() -> None:
         if rank > 0:
             return
+        loader.settle()  # the sampler's state must not change while it is saved
         save_checkpoint(ckpt_path, {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "aux_optimizer": aux_optimizer.state_dict(), "sampler": sampler.state(),
@@ -172,6 +303,7 @@ def train(args: argparse.Namespace) -> Path:
     start = time.time()
     deadline = start + args.minutes * 60 if args.minutes else math.inf
     model.train()
+    loader = Prefetcher(lambda: sampler.batch(local_batch))
     running: dict[str, float] = {}
     bar = tqdm(total=args.steps, initial=step, desc=f"{args.phase} λ={lmbda}", unit="step", smoothing=0.05,
                disable=rank > 0)
@@ -182,22 +314,9 @@ def train(args: argparse.Namespace) -> Path:
         lr = learning_rate(progress, args.lr)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        pixels = sampler.batch(local_batch).to(device)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
-            out = net(pixels_to_input(pixels))
-        losses = rd_loss(out, pixels, lmbda)
-        optimizer.zero_grad(set_to_none=True)
-        losses["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(main_params, args.clip)
-        optimizer.step()
-        aux = model.aux_loss()
-        aux_optimizer.zero_grad(set_to_none=True)
-        aux.backward()
-        if world > 1:
-            for param in aux_params:
-                dist.all_reduce(param.grad)
-                param.grad /= world
-        aux_optimizer.step()
+        pixels = loader.next().to(device, non_blocking=True)
+        losses = rd_step(net, pixels, lmbda, optimizer, main_params, args.clip, fast)
+        aux = aux_step(model, aux_optimizer, aux_params, world)
         step += 1
         for key in ("loss", "bpp", "mse", "psnr"):
             value = float(losses[key].detach())
@@ -215,6 +334,7 @@ def train(args: argparse.Namespace) -> Path:
         if step % args.ckpt_every == 0:
             checkpoint()
     bar.close()
+    loader.close()
     checkpoint()
     log_file.close()
     if board is not None:
@@ -264,7 +384,16 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu", help="cpu or cuda (under torchrun: one GPU per process)")
-    p.add_argument("--amp", action="store_true", help="bfloat16 autocast for the float phase on CUDA")
+    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                   help="auto (default): bf16 autocast + channels_last for the float phase, fp32 for QAT; "
+                        "fp32: the plain float32 trainer")
+    p.add_argument("--amp", dest="precision", action="store_const", const="bf16",
+                   help="same as --precision bf16 (kept for older scripts)")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="channels_last memory format (default: with bf16)")
+    p.add_argument("--hyper-activation", choices=["relu", "leaky_relu"],
+                   help="activation in h_a/h_s: relu for new models (pinned DPU rounding); given with --init "
+                        "or a resumed run, switches the parent's (default: keep it)")
     p.add_argument("--log-every", type=int, default=25)
     p.add_argument("--tensorboard", action="store_true", help="also log to OUT/tensorboard (needs tensorboard)")
     p.add_argument("--ckpt-every", type=int, default=200)

@@ -1,0 +1,106 @@
+"""Training seconds per step: the fp32 baseline and the trainer's fast path, side by side in one process.
+
+Both run ``fxlic.qat.train.rd_step`` + ``aux_step`` (the trainer's own step) on the same model
+architecture, the same crops and the same thread count, alternating in rounds so that machine load
+hits both alike. Baseline: float32, contiguous tensors, per-parameter Adam (the trainer before the fast
+path). Fast path: what ``fxlic train`` uses for the float phase by default (``FastPath.choose("auto",
+"float", cpu)``: bfloat16 autocast, channels_last, fused Adam).
+
+    python benchmarks/train_speed.py [--threads 2] [--shapes 8x128 16x256] [--json]
+
+``--json`` prints one object for the first shape (8×128² by default):
+``{"baseline_s_per_step": …, "fast_s_per_step": …, "speedup": …, ...}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+
+def parse_shape(text: str) -> tuple[int, int]:
+    batch, crop = text.lower().split("x")
+    return int(batch), int(crop)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--shapes", nargs="+", default=["8x128", "16x256"], help="BATCHxCROP, e.g. 8x128")
+    p.add_argument("--steps", type=int, default=20, help="timed steps per round and path")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--N", type=int, default=96)
+    p.add_argument("--M", type=int, default=128)
+    p.add_argument("--data", default=None, help="training images (default ../shared/data/train; random if absent)")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+
+    import numpy as np
+    import torch
+
+    from fxlic.qat.models import MeanScaleHyperprior, ModelConfig
+    from fxlic.qat.train import FastPath, aux_step, rd_step
+
+    torch.set_num_threads(args.threads)
+    cpu = torch.device("cpu")
+    paths = {"baseline": FastPath.baseline(cpu), "fast": FastPath.choose("auto", "float", cpu)}
+    data = args.data or os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "train")
+    results = []
+    for shape in args.shapes:
+        batch, crop = parse_shape(shape)
+        if os.path.isdir(data):
+            from fxlic.qat.data import CropSampler
+
+            sampler = CropSampler(data, crop, seed=0)
+            crops = [sampler.batch(batch) for _ in range(4)]
+        else:
+            rng = np.random.default_rng(0)
+            crops = [torch.from_numpy(rng.integers(0, 256, (batch, 3, crop, crop)).astype(np.float32))
+                     for _ in range(4)]
+        runners = {}
+        for name, fast in paths.items():
+            torch.manual_seed(0)
+            model = MeanScaleHyperprior(ModelConfig(N=args.N, M=args.M, hyper_activation="relu"))
+            fast.prepare(model)
+            model.train()
+            main_params = [q for n, q in model.named_parameters() if not n.endswith(".quantiles")]
+            aux_params = [q for n, q in model.named_parameters() if n.endswith(".quantiles")]
+            runners[name] = (model, fast, fast.adam(main_params, 1e-4), main_params, fast.adam(aux_params, 1e-3),
+                             aux_params)
+
+        def run(name: str, steps: int, offset: int, runners: dict = runners, crops: list = crops) -> float:
+            model, fast, opt, main_params, aux_opt, aux_params = runners[name]
+            begin = time.perf_counter()
+            for i in range(steps):
+                rd_step(model, crops[(offset + i) % len(crops)], 0.013, opt, main_params, 1.0, fast)
+                aux_step(model, aux_opt, aux_params)
+            return time.perf_counter() - begin
+
+        for name in paths:
+            run(name, args.warmup, 0)
+        totals = {name: 0.0 for name in paths}
+        for r in range(args.rounds):
+            for name in paths:  # alternate: a load spike hits both paths alike
+                totals[name] += run(name, args.steps, r)
+        per_step = {name: totals[name] / (args.rounds * args.steps) for name in paths}
+        row = {"shape": f"{batch}x{crop}x{crop}", "threads": args.threads,
+               "baseline_s_per_step": round(per_step["baseline"], 4), "fast_s_per_step": round(per_step["fast"], 4),
+               "speedup": round(per_step["baseline"] / per_step["fast"], 3),
+               "baseline": paths["baseline"].describe(), "fast": paths["fast"].describe(),
+               "torch": torch.__version__, "steps_timed": args.rounds * args.steps}
+        results.append(row)
+        if not args.json:
+            print(f"{row['shape']:>12}  {args.threads} threads  baseline {row['baseline_s_per_step']:.3f} s/step  "
+                  f"fast {row['fast_s_per_step']:.3f} s/step  speedup {row['speedup']:.2f}×", flush=True)
+    if args.json:
+        print(json.dumps({**results[0], "shapes": results}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
