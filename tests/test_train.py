@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -96,3 +97,91 @@ def test_torchrun_gloo_two_processes(train_dir, tmp_path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert torch.load(run / "checkpoint.pt", weights_only=False)["step"] == 3
     assert [int(r["step"]) for r in _rows(run)] == [1, 2, 3]
+
+
+def test_fast_path_choice() -> None:
+    """docs/training.md §1: bf16 autocast + channels_last + fused Adam for the float phase, fp32 for QAT."""
+    from fxlic.qat.train import FastPath
+
+    cpu = torch.device("cpu")
+    fast = FastPath.choose("auto", "float", cpu)
+    assert (fast.autocast_dtype, fast.channels_last, fast.adam_impl) == (torch.bfloat16, True, "fused")
+    qat = FastPath.choose("auto", "qat", cpu)  # fake quantization must stay exact: float32
+    assert (qat.autocast_dtype, qat.channels_last) == (None, False)
+    assert FastPath.choose("fp32", "float", cpu) == FastPath.baseline(cpu)
+    with pytest.raises(SystemExit, match="QAT needs float32"):
+        FastPath.choose("bf16", "qat", cpu)
+
+
+def test_fast_path_step_tracks_fp32() -> None:
+    """One step on the same crops: the bf16 path's loss is the fp32 loss up to bf16 rounding, and the
+    rate terms (likelihoods) stay float32 under autocast."""
+    from fxlic.qat.models import MeanScaleHyperprior, ModelConfig
+    from fxlic.qat.train import FastPath, rd_step
+
+    pixels = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (2, 3, 64, 64)).astype(np.float32))
+    losses = {}
+    for name, fast in {"fp32": FastPath.baseline(torch.device("cpu")),
+                       "bf16": FastPath.choose("auto", "float", torch.device("cpu"))}.items():
+        torch.manual_seed(0)
+        model = MeanScaleHyperprior(ModelConfig(N=16, M=24, hyper_activation="relu"))
+        fast.prepare(model)
+        params = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
+        losses[name] = rd_step(model, pixels, 0.013, fast.adam(params, 1e-4), params, 1.0, fast)
+        with torch.no_grad(), fast.autocast():
+            out = model(fast.to_input(pixels), noisy_rate=False)
+        assert out["y_likelihood"].dtype == torch.float32 and out["z_likelihood"].dtype == torch.float32
+    bpp = {k: float(v["bpp"].detach()) for k, v in losses.items()}
+    psnr = {k: float(v["psnr"]) for k, v in losses.items()}
+    assert abs(bpp["bf16"] / bpp["fp32"] - 1) < 0.05 and abs(psnr["bf16"] - psnr["fp32"]) < 0.2
+
+
+def test_prefetcher_keeps_the_sampler_order(train_dir) -> None:
+    """Batches drawn on the background thread are the ones the sampler gives in order (reproducible runs)."""
+    from fxlic.qat.data import CropSampler
+    from fxlic.qat.train import Prefetcher
+
+    direct = CropSampler(train_dir, 32, seed=3)
+    want = [direct.batch(2) for _ in range(4)]
+    sampler = CropSampler(train_dir, 32, seed=3)
+    loader = Prefetcher(lambda: sampler.batch(2))
+    got = [loader.next() for _ in range(4)]
+    loader.close()
+    assert all(torch.equal(a, b) for a, b in zip(want, got))
+
+
+def test_hyper_activation(train_dir, tmp_path) -> None:
+    """New models use ReLU in h_a/h_s (pinned DPU rounding); configs saved before the field load as the
+    LeakyReLU models they were; --hyper-activation switches a parent's; the model file records it."""
+    from fxlic.qat.models import MeanScaleHyperprior, ModelConfig
+
+    assert ModelConfig(**{"N": 8, "M": 12, "use_means": True}).hyper_activation == "leaky_relu"
+    with pytest.raises(ValueError, match="hyper_activation"):
+        ModelConfig(hyper_activation="tanh")
+    leaky = MeanScaleHyperprior(ModelConfig(N=8, M=12))
+    assert {m.activation for m in [*leaky.h_a[:2], *leaky.h_s]} == {"leaky_relu"}
+
+    new = tmp_path / "new"
+    assert train_main(["--data", str(train_dir), "--out", str(new), "--steps", "1", *TINY]) == 0
+    assert torch.load(new / "checkpoint.pt", weights_only=False)["config"]["hyper_activation"] == "relu"
+
+    old = tmp_path / "old"
+    assert train_main(["--data", str(train_dir), "--out", str(old), "--steps", "1",
+                       "--hyper-activation", "leaky_relu", *TINY]) == 0
+    switched = tmp_path / "switched"
+    assert train_main(["--data", str(train_dir), "--out", str(switched), "--init", str(old / "checkpoint.pt"),
+                       "--steps", "1", "--hyper-activation", "relu", *TINY]) == 0
+    state = torch.load(switched / "checkpoint.pt", weights_only=False)
+    assert state["config"]["hyper_activation"] == "relu"
+    parent = torch.load(old / "checkpoint.pt", weights_only=False)
+    assert set(state["model"]) == set(parent["model"])  # an activation has no parameters
+
+    qat = tmp_path / "qat"
+    assert train_main(["--data", str(train_dir), "--out", str(qat), "--phase", "qat", "--init",
+                       str(switched / "checkpoint.pt"), "--steps", "1", "--calib-batches", "1", *TINY]) == 0
+    from fxlic.qat.export import main as export_main
+    from fxlic.reference.modelfile import load_model_file
+
+    assert export_main([str(qat / "checkpoint.pt"), "-o", str(tmp_path / "m.npz"), "--quality", "4"]) == 0
+    layers = load_model_file(tmp_path / "m.npz").layers
+    assert {layers[name].activation for name in ("h_a.0", "h_a.1", "h_s.0", "h_s.1")} == {"relu"}
