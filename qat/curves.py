@@ -30,10 +30,10 @@ def run_parent(run: Path) -> Path | None:
     return Path(init).parent if init else None
 
 
-def step_offsets(runs: list[Path]) -> dict[Path, float]:
-    """Cumulative step at which each run starts (its ancestors' final steps, summed)."""
+def step_offsets(runs: list[Path], key: str = "step") -> dict[Path, float]:
+    """Cumulative ``key`` (steps, or elapsed_s) at which each run starts: its ancestors' final values, summed."""
     parents = {run: run_parent(run) for run in runs}
-    last = {run: read_log(run)["step"][-1] if read_log(run)["step"] else 0.0 for run in runs}
+    last = {run: read_log(run)[key][-1] if read_log(run)[key] else 0.0 for run in runs}
     offsets: dict[Path, float] = {}
 
     def offset(run: Path) -> float:
@@ -48,6 +48,12 @@ def step_offsets(runs: list[Path]) -> dict[Path, float]:
     return offsets
 
 
+def run_device(run: Path) -> str:
+    """"GPU" or "CPU": where the run trained (its checkpoint's ``--device``)."""
+    state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
+    return "GPU" if str((state.get("args") or {}).get("device", "cpu")).startswith("cuda") else "CPU"
+
+
 def plot_learning_curves(runs: list[Path], out: Path, title: str = "") -> None:
     import matplotlib
 
@@ -58,22 +64,33 @@ def plot_learning_curves(runs: list[Path], out: Path, title: str = "") -> None:
     if not runs:
         raise SystemExit("no run folders with log.csv and checkpoint.pt")
     offsets = step_offsets(runs)
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
+    minute_offsets = step_offsets(runs, "elapsed_s")
+    fig, grid = plt.subplots(2, 3, figsize=(16, 8.4))
+    minutes = {"CPU": 0.0, "GPU": 0.0}
     for run in sorted(runs, key=lambda r: offsets[r]):
         log = read_log(run)
         if not log["step"]:
             continue
+        device = run_device(run)
+        minutes[device] += log["elapsed_s"][-1] / 60
         steps = [offsets[run] + s for s in log["step"]]
+        elapsed = [(minute_offsets[run] + e) / 60 for e in log["elapsed_s"]]
         style = "-" if run.name.endswith("-float") else "--"
-        for ax, key in zip(axes, ("loss", "psnr", "bpp")):
-            ax.plot(steps, log[key], style, lw=1.2, label=run.name)
-    for ax, label in zip(axes, ("loss λ·255²·MSE + bpp", "PSNR (dB), training crops", "bpp, training crops")):
-        ax.set_xlabel("cumulative training steps")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-    axes[0].set_yscale("log")
-    axes[2].legend(fontsize=7, loc="upper right")
-    fig.suptitle(title or "fxlic training runs (solid: float, dashed: QAT)")
+        for ax_steps, ax_minutes, key in zip(grid[0], grid[1], ("loss", "psnr", "bpp")):
+            ax_steps.plot(steps, log[key], style, lw=1.2, label=f"{run.name} ({device})")
+            ax_minutes.plot(elapsed, log[key], style, lw=1.2)
+    labels = ("loss λ·255²·MSE + bpp", "PSNR (dB), training crops", "bpp, training crops")
+    for row, xlabel in ((grid[0], "cumulative training steps"),
+                        (grid[1], "cumulative training minutes (wall clock of each run's device)")):
+        for ax, label in zip(row, labels):
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+        row[0].set_yscale("log")
+    grid[0][2].legend(fontsize=7, loc="upper right")
+    title = title or "fxlic training runs (solid: float, dashed: QAT)"
+    title += f" — {minutes['CPU']:.0f} CPU-minutes, {minutes['GPU']:.0f} GPU-minutes in these runs"
+    fig.suptitle(title)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)

@@ -35,6 +35,8 @@ def main() -> int:
     p.add_argument("--results", default="results/kodak")
     p.add_argument("--qualities", default="0,2,4,6,8")
     p.add_argument("--hardware", default="2 CPU cores (x86-64), no GPU, shared with development work")
+    p.add_argument("--provenance", default="", help="where the q4 float base came from (a paragraph)")
+    p.add_argument("--gpu-minutes", type=float, default=0.0, help="GPU minutes spent on these runs")
     p.add_argument("--out", required=True)
     args = p.parse_args()
     runs, results = Path(args.runs), Path(args.results)
@@ -43,6 +45,7 @@ def main() -> int:
              "(ReLU instead of GDN, k4 s2 p1 transposed convs, two h_s heads; docs/architecture.md).", "",
              f"Hardware: {args.hardware}. Training data: `../shared/data/train` (40 photographs, random 128² "
              "crops with flips); Kodak was used only for the measurements below.", "",
+             *([f"Provenance: {args.provenance}", ""] if args.provenance else []),
              "| quality | λ | phase | from | steps | minutes | lr | batch × crop |",
              "|---|---|---|---|---|---|---|---|"]
     total = 0.0
@@ -59,8 +62,10 @@ def main() -> int:
     config = run_facts(runs / f"{args.name}-q4-float")["config"]
     lines += ["", f"Total training time: {total:.1f} CPU-minutes (wall clock on the machine above; the "
               "fine-tune and QAT runs ran two at a time, one thread each, so the wall time is about half). "
-              "GPU minutes: 0 (no GPU was lent to this task). Learning curves: `results/learning-curves.png`. "
-              f"Channels: N = {config['N']}, M = {config['M']}.", "",
+              f"GPU minutes: {args.gpu_minutes:.0f}. Minutes of a run include its resumed history. "
+              "Learning curves: `results/learning-curves.png`. "
+              f"Channels: N = {config['N']}, M = {config['M']}; h_a/h_s activation: "
+              f"{config.get('hyper_activation', 'leaky_relu')}.", "",
               "## Measured on Kodak (24 images, real int8 bitstreams, `fxlic eval`)", "",
               "| quality | bpp | PSNR (dB) | MS-SSIM | encode s | decode s |", "|---|---|---|---|---|---|"]
     for q in [int(v) for v in args.qualities.split(",")]:
