@@ -12,12 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fxlic.entropy.bitstream import BitstreamError, StreamHeader, pack, unpack
+from fxlic.entropy.bitstream import COLOUR_RGB, MODEL_HASH_BYTES, BitstreamError, StreamHeader, pack, unpack
 from fxlic.entropy.rans import EntropyDecodeError, decode_symbols, encode_symbols
 from fxlic.reference.hyperprior import PAD_MULTIPLE, IntegerHyperprior
 from fxlic.reference.modelfile import ModelFile
 
-HASH_BYTES = 16
+HASH_BYTES = MODEL_HASH_BYTES
 
 
 @dataclass
@@ -63,7 +63,9 @@ class Codec:
         self.model_hash = model.content_hash()
 
     # ---- encode --------------------------------------------------------------------------------
-    def encode(self, pixels: np.ndarray, keep_trace: bool = False) -> CodingResult:
+    def encode(self, pixels: np.ndarray, keep_trace: bool = False, colour: int = COLOUR_RGB) -> CodingResult:
+        """uint8 H×W×3 → bitstream. ``colour`` records the source's colour type in the header (BS-10):
+        COLOUR_GRAY for a grayscale source given as R = G = B, so decoders can write gray back."""
         if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
             raise ValueError(f"expected uint8 H×W×3 pixels, got {pixels.dtype} {pixels.shape}")
         height, width = pixels.shape[:2]
@@ -82,7 +84,7 @@ class Codec:
         symbols = y_hat.astype(np.int32) - mean_r
         y_stream = encode_symbols(symbols.reshape(-1), table.reshape(-1), self.model.y_tables)
         header = StreamHeader(model_name=self.model.name, model_hash=self.model_hash[:HASH_BYTES],
-                              quality=self.model.quality, width=width, height=height)
+                              quality=self.model.quality, width=width, height=height, colour=colour)
         return CodingResult(pack(header, [z_stream, y_stream]), y_hat, z_hat, table, mean_r,
                             trace if keep_trace else {})
 
@@ -93,10 +95,8 @@ class Codec:
         self.check_header(header)
         if len(streams) != 2:
             raise DecodeError(f"expected 2 streams (z, y), found {len(streams)}")
-        pad_h = -(-header.height // PAD_MULTIPLE) * PAD_MULTIPLE
-        pad_w = -(-header.width // PAD_MULTIPLE) * PAD_MULTIPLE
-        z_shape = (self.net.hyper_channels, pad_h // PAD_MULTIPLE, pad_w // PAD_MULTIPLE)
-        y_shape = (self.net.latent_channels, pad_h // 16, pad_w // 16)
+        z_shape = self.net.hyper_latent_shape(header.height, header.width)
+        y_shape = self.net.latent_shape(header.height, header.width)
         try:
             z_values = decode_symbols(streams[0], self._z_table_index(z_shape), self.model.z_tables)
             z_hat = _as_int8(z_values, z_shape, "ẑ")
