@@ -20,12 +20,12 @@ _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">")
 
 def _label_anchor(
     ax: Any, name: str, xs: list[float], ys: list[float], xr: tuple[float, float] | None
-) -> None:
+) -> Any:
     """Name an anchor curve at its right end, or where it leaves the plot on the right."""
     if xr is not None and xs[-1] > xr[1] and xs[0] < xr[1]:
         x = xr[1]
         y = float(np.interp(x, xs, ys))
-        ax.annotate(
+        return ax.annotate(
             name,
             (x, y),
             xytext=(-3, 2),
@@ -37,7 +37,7 @@ def _label_anchor(
             zorder=2,
         )
     elif xr is None or xr[0] <= xs[-1] <= xr[1]:
-        ax.annotate(
+        return ax.annotate(
             name,
             (xs[-1], ys[-1]),
             xytext=(3, 0),
@@ -49,6 +49,28 @@ def _label_anchor(
             zorder=2,
             annotation_clip=True,
         )
+
+
+def _spread_labels(fig: Any, labels: list[Any], gap_px: float = 1.0) -> None:
+    """Move anchor labels up until no two overlap (several anchors often end at the same point)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    if len(labels) < 2:
+        return
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    to_points = 72.0 / fig.dpi
+    placed: list[Any] = []
+    for label in sorted(labels, key=lambda a: a.get_window_extent(renderer).y0):
+        for _ in range(len(labels)):
+            box = label.get_window_extent(renderer)
+            clash = [p for p in placed if p.x0 < box.x1 and box.x0 < p.x1 and p.y0 < box.y1 + gap_px
+                     and box.y0 < p.y1 + gap_px]
+            if not clash:
+                break
+            lift = max(p.y1 for p in clash) + gap_px - box.y0
+            dx, dy = label.xyann
+            label.xyann = (dx, dy + lift * to_points)
+        placed.append(label.get_window_extent(renderer))
 
 
 def _auto_range(focus: Sequence[RDCurve]) -> tuple[float, float] | None:
@@ -131,6 +153,7 @@ def plot_rd(
     order = [c for c in curves if hl and c.name not in hl] + focus
     style_idx = {c.name: i for i, c in enumerate(focus)}
     anchor_idx: dict[str, int] = {}
+    anchor_labels: list[Any] = []
     for ax, (attr, ylabel) in zip(axes[0], panels, strict=True):
         focus_series: list[tuple[list[float], list[float]]] = []
         all_series: list[tuple[list[float], list[float]]] = []
@@ -159,7 +182,9 @@ def plot_rd(
             else:
                 k = anchor_idx.setdefault(c.name, len(anchor_idx))
                 ax.plot(xs, ys, color="0.6", lw=0.9, ls=_ANCHOR_STYLES[k % len(_ANCHOR_STYLES)], zorder=1)
-                _label_anchor(ax, c.name, xs, ys, xr)
+                label = _label_anchor(ax, c.name, xs, ys, xr)
+                if label is not None:
+                    anchor_labels.append(label)
         if xr is not None:
             ax.set_xlim(*xr)
         yl = _ylim(focus_series if (hl and focus_series) else all_series, xr)
@@ -179,6 +204,8 @@ def plot_rd(
             ax.legend(loc="lower right", fontsize=8.5, framealpha=0.9)
     fig.suptitle(title)
     fig.tight_layout()
+    for ax in axes[0]:
+        _spread_labels(fig, [a for a in anchor_labels if a.axes is ax])
     out = Path(out_png)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=dpi)
