@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fxlic.entropy.bitstream import COLOUR_RGB, MODEL_HASH_BYTES, BitstreamError, StreamHeader, pack, unpack
+from fxlic.entropy.conditional import factorized_table_indexes
 from fxlic.entropy.rans import EntropyDecodeError, decode_symbols, encode_symbols
 from fxlic.reference.hyperprior import PAD_MULTIPLE, IntegerHyperprior
 from fxlic.reference.modelfile import ModelFile
@@ -77,7 +78,7 @@ class Codec:
         z = self.net.hyper_analysis(y, trace)
         z_hat = self.net.quantize_latent(z, self.net.fix_z)
         trace["y_hat"], trace["z_hat"] = y_hat, z_hat
-        z_stream = encode_symbols(z_hat.reshape(-1).astype(np.int32), self._z_table_index(z_hat.shape),
+        z_stream = encode_symbols(z_hat.reshape(-1).astype(np.int32), factorized_table_indexes(z_hat.shape),
                                   self.model.z_tables)
         scales, means = self.net.hyper_synthesis(z_hat, trace)
         table, mean_r = self.net.y_coding_params(scales, means)
@@ -98,7 +99,7 @@ class Codec:
         z_shape = self.net.hyper_latent_shape(header.height, header.width)
         y_shape = self.net.latent_shape(header.height, header.width)
         try:
-            z_values = decode_symbols(streams[0], self._z_table_index(z_shape), self.model.z_tables)
+            z_values = decode_symbols(streams[0], factorized_table_indexes(z_shape), self.model.z_tables)
             z_hat = _as_int8(z_values, z_shape, "ẑ")
             scales, means = self.net.hyper_synthesis(z_hat, trace)
             table, mean_r = self.net.y_coding_params(scales, means)
@@ -118,12 +119,6 @@ class Codec:
                 f"(weights {header.model_hash.hex()[:12]}), not with {self.model.name!r} q{self.model.quality} "
                 f"(weights {self.model_hash.hex()[:12]})"
             )
-
-    @staticmethod
-    def _z_table_index(shape: tuple[int, ...]) -> np.ndarray:
-        """ẑ uses one factorized table per channel: index = channel, in C-order (c, i, j)."""
-        channels, rows, cols = shape
-        return np.repeat(np.arange(channels, dtype=np.int32), rows * cols)
 
 
 def _as_int8(values: np.ndarray, shape: tuple[int, ...], what: str) -> np.ndarray:

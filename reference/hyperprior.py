@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from fxlic.entropy.conditional import table_indexes
 from fxlic.fxp.layer import QuantConv
 from fxlic.fxp.quant import requantize
-from fxlic.fxp.rounding import shift_round_half_up
 
 from .modelfile import ModelFile
 
@@ -141,22 +141,10 @@ class IntegerHyperprior:
 
     # ---- entropy-model parameters --------------------------------------------------------------
     def y_coding_params(self, scales: np.ndarray, means: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """(table index, integer mean μ_r) per element of ŷ, from the integer h_s outputs (docs/entropy.md).
-
-        μ is brought to b = mean_frac_bits fractional bits with DPU rounding (no saturation: int64),
-        μ_r = round-half-up(μ) and frac = μ·2^b − μ_r·2^b ∈ [−2^(b−1), 2^(b−1)). The table is
-        ``scale_lut[q_σ + 128] · 2^b + frac + 2^(b−1)``; the coded symbol is ŷ − μ_r.
-        """
-        b = self.model.mean_frac_bits
-        scale_index = self.model.scale_lut[scales.astype(np.int64) + 128].astype(np.int64)
-        if means is None:
-            mean_fine = np.zeros(scales.shape, dtype=np.int64)
-        else:
-            mean_fine = shift_round_half_up(means.astype(np.int64), self.h_s_means.fix_out - b)
-        mean_r = shift_round_half_up(mean_fine, b)
-        frac = mean_fine - (mean_r << b)
-        table = (scale_index << b) + frac + (1 << (b - 1))
-        return table.astype(np.int32), mean_r.astype(np.int32)
+        """(table index, integer mean μ_r) per element of ŷ: the conditional entropy model's choice
+        (``fxlic.entropy.conditional.table_indexes``, docs/entropy.md) with this model's LUT and fix positions."""
+        fix_means = None if self.h_s_means is None else self.h_s_means.fix_out
+        return table_indexes(scales, means, self.model.scale_lut, fix_means, self.model.mean_frac_bits)
 
     @property
     def fix_y(self) -> int:
