@@ -47,6 +47,12 @@ def main() -> int:
         _, streams = unpack(result.bitstream)
         y_stream = streams[1]
         table = result.y_table_index.reshape(-1)
+        tables = codec.model.y_tables
+        index = result.y_hat.reshape(-1).astype(np.int64) - result.y_mean.reshape(-1) - tables.offset[table]
+        last = tables.num_symbols[table].astype(np.int64) - 1  # ESC
+        escaped = (index < 0) | (index >= last)
+        coded = np.where(escaped, last, index)
+        freq = tables.cdf[table, coded + 1].astype(np.int64) - tables.cdf[table, coded]
         passed = 0
         for _ in range(args.flips):
             bit = int(rng.integers(0, 8 * len(y_stream)))
@@ -59,8 +65,9 @@ def main() -> int:
                 pass
         passed_all += passed
         flips_all += args.flips
-        print(f"{path.name}: y stream {len(y_stream)} B, {passed}/{args.flips} single-bit flips pass ENT-8 "
-              f"({1000 * passed / args.flips:.1f} per 1,000)")
+        print(f"{path.name}: y stream {len(y_stream)} B, {int(escaped.sum())} escapes and "
+              f"{int((freq == 1).sum())} frequency-1 symbols in {table.size}; {passed}/{args.flips} single-bit "
+              f"flips pass ENT-8 ({1000 * passed / args.flips:.1f} per 1,000)")
     print(f"all: {passed_all}/{flips_all} ({1000 * passed_all / flips_all:.2f} per 1,000) pass the rANS checks; "
           "the container CRC32 rejects every one of them")
     return 0
