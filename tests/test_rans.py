@@ -546,3 +546,17 @@ def test_c_transcription(c_rans: object, seed: int) -> None:
         assert (status == 0) == (not isinstance(expected, str))
         if status == 0:
             assert dec == expected
+
+
+def test_constriction_cross_checks_skip_without_constriction(tmp_path) -> None:
+    """With constriction absent (it is a dev extra) the cross-checks are skipped, not failed."""
+    import subprocess
+    import sys
+
+    blocker = "raise ModuleNotFoundError(\"No module named 'constriction'\", name='constriction')\n"
+    (tmp_path / "constriction.py").write_text(blocker)
+    env = dict(__import__("os").environ, PYTHONPATH=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+                           f"{__file__}::test_constriction_cross_check"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert "6 skipped" in proc.stdout, proc.stdout[-2000:]
