@@ -52,25 +52,48 @@ def _label_anchor(
 
 
 def _spread_labels(fig: Any, labels: list[Any], gap_px: float = 1.0) -> None:
-    """Move anchor labels up until no two overlap (several anchors often end at the same point)."""
+    """Move anchor labels vertically so that no two overlap (several anchors often end at one point).
+
+    Labels are stacked in clusters, each centred on the mean of its members' own positions (so a label
+    stays as close to its curve as the others allow), clusters merged while they overlap, and a cluster
+    that would leave the axes is shifted back inside where it fits."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     if len(labels) < 2:
         return
     renderer = FigureCanvasAgg(fig).get_renderer()
     to_points = 72.0 / fig.dpi
-    placed: list[Any] = []
-    for label in sorted(labels, key=lambda a: a.get_window_extent(renderer).y0):
-        for _ in range(len(labels)):
-            box = label.get_window_extent(renderer)
-            clash = [p for p in placed if p.x0 < box.x1 and box.x0 < p.x1 and p.y0 < box.y1 + gap_px
-                     and box.y0 < p.y1 + gap_px]
-            if not clash:
+    boxes = [label.get_window_extent(renderer) for label in labels]
+    order = sorted(range(len(labels)), key=lambda i: boxes[i].y0)
+    heights = [boxes[i].height + gap_px for i in order]
+    wanted = [boxes[i].y0 for i in order]
+    clusters: list[list[int]] = []  # positions in `order`
+    for k in range(len(order)):
+        clusters.append([k])
+        while len(clusters) > 1:
+            low, high = clusters[-2], clusters[-1]
+            if _cluster_bottom(low, wanted, heights) + sum(heights[j] for j in low) <= \
+                    _cluster_bottom(high, wanted, heights):
                 break
-            lift = max(p.y1 for p in clash) + gap_px - box.y0
+            clusters[-2:] = [low + high]
+    axes_box = labels[0].axes.get_window_extent(renderer)
+    for cluster in clusters:
+        bottom = _cluster_bottom(cluster, wanted, heights)
+        total = sum(heights[j] for j in cluster)
+        if total <= axes_box.height:
+            bottom = min(max(bottom, axes_box.y0), axes_box.y1 - total)
+        for j in cluster:
+            label = labels[order[j]]
             dx, dy = label.xyann
-            label.xyann = (dx, dy + lift * to_points)
-        placed.append(label.get_window_extent(renderer))
+            label.xyann = (dx, dy + (bottom - wanted[j]) * to_points)
+            bottom += heights[j]
+
+
+def _cluster_bottom(cluster: list[int], wanted: list[float], heights: list[float]) -> float:
+    """Bottom of a stack of labels centred on the mean of the members' wanted centres."""
+    total = sum(heights[j] for j in cluster)
+    centre = sum(wanted[j] + heights[j] / 2 for j in cluster) / len(cluster)
+    return centre - total / 2
 
 
 def _auto_range(focus: Sequence[RDCurve]) -> tuple[float, float] | None:
