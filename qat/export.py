@@ -108,8 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="fxlic export", description=__doc__)
     p.add_argument("checkpoint", help="QAT checkpoint.pt")
     p.add_argument("-o", "--out", required=True, help="model file to write (.npz)")
-    p.add_argument("--name", default="meanscale")
-    p.add_argument("--quality", type=int, required=True)
+    p.add_argument("--name", default="meanscale", help="model name stored in the file and in bitstreams "
+                                                        "(default: meanscale)")
+    p.add_argument("--quality", type=int, required=True, help="quality index stored in the file (0-255)")
     p.add_argument("--card", help="JSON with training facts to store in the model (data, steps, minutes, ...)")
     args = p.parse_args(argv)
     model, state = load_checkpoint_model(args.checkpoint)
