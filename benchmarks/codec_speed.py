@@ -37,10 +37,9 @@ def main() -> int:
     from fxlic.qat.export import model_from_model_file
     from fxlic.qat.layers import qconvs
     from fxlic.qat.models import pixels_to_input
-    from fxlic.reference.modelfile import load_model_file
 
     torch.set_num_threads(args.threads)
-    model_file = load_model_file(args.model_file or models.resolve())
+    model_file = models.load(path=args.model_file)
     images = sorted(Path(args.images).glob("*.png"))[: args.limit]
     codecs = {impl: Codec(model_file, impl=impl) for impl in ("blas", "numba")}
     float_model = model_from_model_file(model_file)

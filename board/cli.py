@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import sys
 import tempfile
@@ -24,168 +23,47 @@ from pathlib import Path
 
 import numpy as np
 
-from fxlic.fxp.assumptions import DEFAULT, DpuAssumptions
+from fxlic.golden.goldenset import GoldenSet
+from fxlic.options import add_model_options
 
 from .dumps import (
-    GoldenSet,
-    NameMap,
     chw_to_nhwc,
-    default_names,
     open_dump,
     write_deploy_check,
     write_golden_dir,
-    write_vart_dump,
 )
-from .partition import Partition, partition_from_model
-from .runner import BoardError, BoardRunner, SimulatedDpuRunner, VartRunner, board_codec
+from .partition import partition_from_model
+from .runner import BoardError, board_codec
+from .session import (
+    BoardUsageError,
+    describe_assumptions,
+    first_size,
+    image_dump_dir,
+    image_list,
+    make_runner,
+    model_for,
+    name_map,
+    parse_assumptions,
+    partition_without_model,
+    run_golden_set,
+    simulation_model,
+)
 
 EXIT_OK, EXIT_MISMATCH = 0, 1
-
-_ASSUME_KEYS = {
-    "leaky": "leaky_relu_rounding", "leaky_relu_rounding": "leaky_relu_rounding",
-    "nsb": "negative_shift_bias", "negative_shift_bias": "negative_shift_bias",
-    "acc": "accumulator_bits", "accumulator_bits": "accumulator_bits",
-    "eltwise": "eltwise_add", "eltwise_add": "eltwise_add",
-}
-
-
-class _UsageError(ValueError):
-    pass
-
-
-# ---- shared helpers --------------------------------------------------------------------------------
-def parse_assumptions(items: list[str] | None) -> tuple[DpuAssumptions, dict[str, DpuAssumptions]]:
-    """``[LAYER:]KEY=VALUE`` items → (assumptions for every layer, per-layer overrides).
-
-    Keys: ``leaky`` (single|double), ``nsb`` (scale_accumulator|floor_bias), ``acc`` (none|16..63),
-    ``eltwise`` (exact|floor_read_2bit), or the ``DpuAssumptions`` field names.
-    """
-    global_kv: dict[str, object] = {}
-    layer_kv: dict[str, dict[str, object]] = {}
-    for item in items or []:
-        target, _, assignment = item.rpartition(":") if ":" in item else ("", "", item)
-        key, sep, value = assignment.partition("=")
-        if not sep or key.strip() not in _ASSUME_KEYS:
-            raise _UsageError(f"--assume {item!r}: want [LAYER:]KEY=VALUE with KEY in leaky, nsb, acc, eltwise")
-        field = _ASSUME_KEYS[key.strip()]
-        value = value.strip()
-        parsed: object = value
-        if field == "accumulator_bits":
-            parsed = None if value.lower() in ("none", "exact", "") else int(value)
-        (layer_kv.setdefault(target, {}) if target else global_kv)[field] = parsed
-    try:
-        base = dataclasses.replace(DEFAULT, **global_kv)
-        per_layer = {layer: dataclasses.replace(base, **kv) for layer, kv in layer_kv.items()}
-    except (ValueError, TypeError) as exc:
-        raise _UsageError(f"--assume: {exc}") from None
-    return base, per_layer
-
-
-def _describe_assumptions(base: DpuAssumptions, per_layer: dict[str, DpuAssumptions]) -> dict:
-    return {"all": dataclasses.asdict(base), "layers": {k: dataclasses.asdict(v) for k, v in per_layer.items()}}
-
-
-def _load_model(path: str | Path):
-    from fxlic.reference.modelfile import load_model_file
-
-    return load_model_file(path)
-
-
-def _model_for(name: str, quality: int, model_file: str | None, expect_hash: str | None = None):
-    """The model file named (or given), checked against the hash a golden set / stream expects."""
-    from fxlic import models
-
-    model = _load_model(model_file or models.resolve(name, quality))
-    if expect_hash is not None and model.content_hash().hex() != expect_hash:
-        raise BoardError(f"model {model.name} q{model.quality} ({model.content_hash().hex()[:12]}) is not the model "
-                         f"of the golden set ({expect_hash[:12]}); pass the right --model-file")
-    return model
-
-
-def _names(path: str | None, partition: Partition, fallback_dir: Path | None = None) -> NameMap:
-    if path:
-        return NameMap.load(path).merged(partition)
-    if fallback_dir is not None and (fallback_dir / "names.json").is_file():
-        return NameMap.load(fallback_dir / "names.json").merged(partition)
-    return default_names(partition)
-
-
-def _simulation_model(args: argparse.Namespace, name: str, quality: int, expect_hash: str | None):
-    xmodels = args.xmodel or []
-    if len(xmodels) > 1:
-        raise _UsageError("--simulate takes at most one --xmodel (a model file .npz)")
-    if xmodels and not xmodels[0].endswith(".npz"):
-        raise _UsageError(f"--simulate runs the integer reference: --xmodel must be a model file (.npz), "
-                          f"got {xmodels[0]}")
-    model_file = xmodels[0] if xmodels else args.model_file
-    return _model_for(name, quality, model_file, expect_hash)
-
-
-def _make_runner(args: argparse.Namespace, model, names: NameMap, dump_dir: Path | None) -> BoardRunner:
-    partition = partition_from_model(model)
-    if args.simulate:
-        base, per_layer = parse_assumptions(args.assume)
-        return SimulatedDpuRunner(model, base, per_layer, partition=partition)
-    if args.assume:
-        raise _UsageError("--assume changes the simulator's arithmetic; it needs --simulate")
-    if not args.xmodel:
-        raise _UsageError("--xmodel is required without --simulate")
-    runner = VartRunner(args.xmodel, partition, names, dump_dir=dump_dir, check_fix=not args.no_fix_check)
-    names.subgraphs.update(runner.xmodel_subgraphs)  # dumps then land where VART writes its own
-    return runner
-
-
-def _image_list(golden: GoldenSet, wanted: list[str] | None) -> list[str]:
-    if not wanted:
-        return golden.names()
-    for name in wanted:
-        golden.image(name)
-    return wanted
-
-
-def run_golden_set(runner: BoardRunner, golden: GoldenSet, names: NameMap, out: Path, images: list[str] | None = None,
-                   subgraphs: list[str] | None = None, overwrite: bool = True, log=print) -> None:
-    """Feed every golden image's subgraph inputs to the runner and dump every tensor it hands back.
-
-    Writes ``out/<image>/dump/<subgraph>/{input,internal,output}/0.<tensor>.bin`` (the VART dump layout,
-    ``board/dumps.py``). With a ``VartRunner`` the runner's working directory is ``out/<image>`` so that
-    VART's own dump lands in the same place; ``overwrite=False`` keeps VART's files.
-    """
-    partition = runner.partition
-    for image in images or golden.names():
-        folder = out / image
-        if isinstance(runner, VartRunner):
-            runner.dump_dir = folder
-        log(f"  {image}")
-        for sg_name in subgraphs or runner.subgraph_names:
-            sg = partition.subgraph(sg_name)
-            inputs = {}
-            for t in sg.inputs:
-                value = golden.dpu_tensor(image, t, partition)
-                if value is None:
-                    raise BoardError(f"golden set lacks {t} for image {image}")
-                inputs[t] = chw_to_nhwc(value)
-            runner.run_subgraph(sg_name, inputs)
-            tensors = runner.layer_outputs()
-            write_vart_dump(folder / "dump", partition, names, sg_name, tensors, overwrite=overwrite)
-            internal = sum(t in tensors for t in sg.internal)
-            log(f"    {sg_name:14s} {len(sg.inputs)} input(s), {internal}/{len(sg.internal)} internal, "
-                f"{len(sg.outputs)} output(s) -> {folder / 'dump'}")
-
 
 # ---- run -------------------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
     golden = GoldenSet(args.golden)
     out = Path(args.out)
-    model = (_simulation_model(args, golden.model["name"], golden.model["quality"], golden.model["hash"])
-             if args.simulate else _model_for(golden.model["name"], golden.model["quality"], args.model_file,
+    model = (simulation_model(args, golden.model["name"], golden.model["quality"], golden.model["hash"])
+             if args.simulate else model_for(golden.model["name"], golden.model["quality"], args.model_file,
                                               golden.model["hash"]))
     partition = partition_from_model(model)
-    names = _names(args.names, partition)
+    names = name_map(args.names, partition)
     out.mkdir(parents=True, exist_ok=True)
-    runner = _make_runner(args, model, names, out)
+    runner = make_runner(args, model, names, out)
     subgraphs = args.subgraph or runner.subgraph_names
-    images = _image_list(golden, args.image)
+    images = image_list(golden, args.image)
     print(f"board run: {runner.kind} DPU, model {model.name} q{model.quality} ({partition.model_hash[:12]}), "
           f"golden {golden.folder}, {len(images)} image(s) -> {out}")
     start = time.perf_counter()
@@ -196,7 +74,7 @@ def cmd_run(args: argparse.Namespace) -> int:
               "golden": str(golden.folder), "images": images, "subgraphs": subgraphs,
               "xmodels": [str(p) for p in (args.xmodel or [])]}
     if args.simulate:
-        record["assumptions"] = _describe_assumptions(*parse_assumptions(args.assume))
+        record["assumptions"] = describe_assumptions(*parse_assumptions(args.assume))
     (out / "board-run.json").write_text(json.dumps(record, indent=1) + "\n")
     print(f"done in {time.perf_counter() - start:.1f} s; names in {out / 'names.json'}; "
           f"next: fxlic board compare --golden {golden.folder} --dump {out}")
@@ -204,12 +82,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 # ---- compare ---------------------------------------------------------------------------------------
-def _image_dump_dir(dump: Path, image: str, single: bool) -> Path | None:
-    if (dump / image).is_dir():
-        return dump / image
-    return dump if single else None
-
-
 def cmd_compare(args: argparse.Namespace) -> int:
     from .compare import compare_image, format_report
 
@@ -221,15 +93,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     model_note = ""
     if not args.no_recompute:
         try:
-            model = _model_for(golden.model["name"], golden.model["quality"], args.model_file, golden.model["hash"])
+            model = model_for(golden.model["name"], golden.model["quality"], args.model_file, golden.model["hash"])
         except (BoardError, ValueError, OSError) as exc:
             model_note = f" (no model to recompute with: {str(exc).splitlines()[0]}; attribution by dataflow)"
-    partition = partition_from_model(model) if model is not None else _partition_without_model(args, golden)
-    names = _names(args.names, partition, dump)
-    images = _image_list(golden, args.image)
+    partition = partition_from_model(model) if model is not None else partition_without_model(args, golden)
+    names = name_map(args.names, partition, dump)
+    images = image_list(golden, args.image)
     comparisons = []
     for image in images:
-        folder = _image_dump_dir(dump, image, len(images) == 1)
+        folder = image_dump_dir(dump, image, len(images) == 1)
         if folder is None:
             raise BoardError(f"{dump}: no dump for image {image} (expected {dump / image})")
         store = open_dump(folder)
@@ -241,10 +113,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         reference = None
         if args.reference_dump:
             ref_root = Path(args.reference_dump)
-            ref_folder = _image_dump_dir(ref_root, image, len(images) == 1)
+            ref_folder = image_dump_dir(ref_root, image, len(images) == 1)
             if ref_folder is None:
                 raise BoardError(f"{ref_root}: no dump for image {image}")
-            reference = (open_dump(ref_folder), _names(None, partition, ref_root))
+            reference = (open_dump(ref_folder), name_map(None, partition, ref_root))
         comparisons.append(compare_image(golden, image, store, names, partition, model, subgraphs,
                                          args.allow_missing, reference))
     ok = all(c.ok for c in comparisons)
@@ -261,14 +133,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_OK if ok else EXIT_MISMATCH
 
 
-def _partition_without_model(args: argparse.Namespace, golden: GoldenSet) -> Partition:
-    """Without the model's hash matching we still need its geometry: take the shipped/given file as is."""
-    from fxlic import models
-
-    return partition_from_model(_load_model(args.model_file or models.resolve(golden.model["name"],
-                                                                                 golden.model["quality"])))
-
-
 # ---- decode ----------------------------------------------------------------------------------------
 def cmd_decode(args: argparse.Namespace) -> int:
     from fxlic.entropy.bitstream import unpack
@@ -279,16 +143,16 @@ def cmd_decode(args: argparse.Namespace) -> int:
     data = Path(args.stream).read_bytes()
     header, _ = unpack(data)
     if args.simulate:
-        model = _simulation_model(args, header.model_name, header.quality, None)
+        model = simulation_model(args, header.model_name, header.quality, None)
     else:
-        model = _model_for(header.model_name, header.quality, args.model_file)
+        model = model_for(header.model_name, header.quality, args.model_file)
     partition = partition_from_model(model)
-    names = _names(args.names, partition)
+    names = name_map(args.names, partition)
     with contextlib.ExitStack() as stack:
         dump_dir = Path(args.dump) if args.dump else None
         if dump_dir is None and args.golden and not args.simulate:  # let VART dump internals for the comparison
             dump_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fxlic-board-")))
-        runner = _make_runner(args, model, names, dump_dir)
+        runner = make_runner(args, model, names, dump_dir)
         codec = board_codec(model, runner)
         trace: dict[str, np.ndarray] = {}
         start = time.perf_counter()
@@ -338,11 +202,11 @@ or, with Python: fxlic board run --xmodel model.xmodel --golden <fxlic golden se
 def cmd_export_golden(args: argparse.Namespace) -> int:
     golden = GoldenSet(args.golden)
     try:
-        model = _model_for(golden.model["name"], golden.model["quality"], args.model_file, golden.model["hash"])
+        model = model_for(golden.model["name"], golden.model["quality"], args.model_file, golden.model["hash"])
     except (BoardError, ValueError, OSError) as exc:
         raise BoardError(f"export-golden needs the golden set's model file: {exc}") from None
     partition = partition_from_model(model)
-    names = _names(args.names, partition)
+    names = name_map(args.names, partition)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     params = {}
@@ -350,7 +214,7 @@ def cmd_export_golden(args: argparse.Namespace) -> int:
         params[f"{layer_name}.weight"] = (layer.weight, layer.transposed)
         params[f"{layer_name}.bias"] = (layer.bias, False)
     print(f"export-golden: {golden.folder} -> {out} (model {model.name} q{model.quality}, {partition.model_hash[:12]})")
-    for image in _image_list(golden, args.image):
+    for image in image_list(golden, args.image):
         tensors = {}
         for t in partition.dpu_tensors():
             value = golden.dpu_tensor(image, t, partition)
@@ -361,30 +225,24 @@ def cmd_export_golden(args: argparse.Namespace) -> int:
         print(f"  {image}: {len(tensors)} tensors -> {out / image / 'golden'} and {graph_dir} "
               f"(+{len(params)} parameter files)")
     names.save(out / "names.json")
-    (out / "partition.txt").write_text(partition.describe(*_first_size(golden)) + "\n")
+    (out / "partition.txt").write_text(partition.describe(*first_size(golden)) + "\n")
     (out / "README.txt").write_text(_EXPORT_README)
     print(f"  names: {out / 'names.json'}; partition: {out / 'partition.txt'}")
     return EXIT_OK
-
-
-def _first_size(golden: GoldenSet) -> tuple[int | None, int | None]:
-    if not golden.images:
-        return None, None
-    return int(golden.images[0]["height"]), int(golden.images[0]["width"])
 
 
 # ---- partition -------------------------------------------------------------------------------------
 def cmd_partition(args: argparse.Namespace) -> int:
     from fxlic import models
 
-    model = _load_model(args.model_file or models.resolve(args.model, args.quality))
+    model = models.load(args.model, args.quality, args.model_file)
     partition = partition_from_model(model)
     height = width = None
     if args.size:
         try:
             height, width = (int(v) for v in args.size.lower().split("x"))
         except ValueError:
-            raise _UsageError(f"--size wants HxW, got {args.size!r}") from None
+            raise BoardUsageError(f"--size wants HxW, got {args.size!r}") from None
     if args.json:
         data = partition.to_json()
         if height:
@@ -455,11 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export_golden)
 
     p = sub.add_parser("partition", help="print the DPU/CPU partition of a model")
-    p.add_argument("--model", help="model name (default: see fxlic models)")
-    p.add_argument("--quality", type=int)
-    p.add_argument("--model-file")
+    add_model_options(p, "partition")
     p.add_argument("--size", help="image size HxW: also print NHWC shapes")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_partition)
     return parser
 
@@ -467,17 +323,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``fxlic board`` (delegated from ``fxlic.cli``). Board-side problems are raised as
     the CLI's one-line errors."""
-    from fxlic.cli import CliError
+    from fxlic.errors import UsageError
 
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
         return args.func(args)
-    except _UsageError as exc:
+    except BoardUsageError as exc:
         print(f"fxlic board: {exc}", file=sys.stderr)
         return 2
     except (BoardError, KeyError, ValueError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        raise CliError(str(message)) from None
+        raise UsageError(str(message)) from None
 
 
 if __name__ == "__main__":

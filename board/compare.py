@@ -28,9 +28,10 @@ import numpy as np
 
 from fxlic.fxp.layer import QuantConv
 from fxlic.fxp.rounding import round_half_up
+from fxlic.golden.goldenset import GoldenSet
 from fxlic.reference.modelfile import ModelFile
 
-from .dumps import DumpStore, GoldenSet, NameMap, chw_to_nhwc, nhwc_to_chw
+from .dumps import DumpStore, NameMap, chw_to_nhwc, nhwc_to_chw
 from .partition import LayerSpec, Partition
 
 __all__ = ["ImageComparison", "LayerReport", "compare_image", "compare_tensors", "diff_pattern", "format_report"]

@@ -31,7 +31,6 @@ Our tensor names (``input``, ``g_a.0`` …, ``z_hat``, ``y_hat``) never appear i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -42,7 +41,7 @@ import numpy as np
 from .partition import Partition
 
 __all__ = [
-    "DumpStore", "GoldenSet", "NameMap", "chw_to_nhwc", "default_names", "nhwc_to_chw", "open_dump",
+    "DumpStore", "NameMap", "chw_to_nhwc", "default_names", "nhwc_to_chw", "open_dump",
     "quantizer_stem", "vart_stem", "weight_from_ohwi", "weight_ohwi", "write_deploy_check", "write_golden_dir",
     "write_vart_dump",
 ]
@@ -321,63 +320,3 @@ def open_dump(path: str | Path) -> DumpStore:
             return DumpStore(subdirs[0], "flat", _index_flat(subdirs[0]))
         raise ValueError(f"{root}: no tensor files (*.bin) found in any supported layout")
     return DumpStore(root, "flat", flat)
-
-
-# --------------------------------------------------------------------------------------------------
-# fxlic golden sets (docs/golden.md), read for the board
-# --------------------------------------------------------------------------------------------------
-DECODER_PREFIX = "decoder."
-
-
-class GoldenSet:
-    """A golden-vector set, read without recomputing anything.
-
-    The encoder subgraph's tensors come from the encode trace (``<name>.npy``); the decoder subgraphs'
-    (and their inputs ẑ, ŷ) from the decoder's recomputation from the bitstream (``decoder.<name>.npy``),
-    falling back to the encode trace — both are equal in a valid set (``fxlic golden verify``).
-    """
-
-    def __init__(self, folder: str | Path) -> None:
-        self.folder = Path(folder)
-        manifest = self.folder / "manifest.json"
-        if not manifest.is_file():
-            raise FileNotFoundError(f"{self.folder}: no manifest.json; not a golden set (fxlic golden make)")
-        self.manifest = json.loads(manifest.read_text())
-        self.model: dict = self.manifest["model"]
-        self.images: list[dict] = self.manifest["images"]
-
-    def image(self, name: str) -> dict:
-        for image in self.images:
-            if image["name"] == name:
-                return image
-        raise KeyError(f"golden set has no image {name!r}; it has {', '.join(self.names())}")
-
-    def names(self) -> list[str]:
-        return [image["name"] for image in self.images]
-
-    def array(self, image: str, key: str) -> np.ndarray | None:
-        entry = self.image(image)["arrays"].get(key)
-        return None if entry is None else np.load(self.folder / entry["file"], allow_pickle=False)
-
-    def dpu_tensor(self, image: str, tensor: str, partition: Partition) -> np.ndarray | None:
-        """int8 C×H×W golden value of a DPU-boundary tensor (see the class docstring for the source)."""
-        decoder_side = partition.subgraph_of(tensor).name != partition.subgraphs[0].name
-        keys = [DECODER_PREFIX + tensor, tensor] if decoder_side else [tensor]
-        for key in keys:
-            value = self.array(image, key)
-            if value is not None:
-                return value
-        return None
-
-    def bitstream(self, image: str) -> bytes:
-        return (self.folder / self.image(image)["bitstream"]["file"]).read_bytes()
-
-    def find_by_bitstream(self, data: bytes) -> str | None:
-        digest = hashlib.sha256(data).hexdigest()
-        for image in self.images:
-            if image["bitstream"]["sha256"] == digest:
-                return image["name"]
-        return None
-
-    def decoded_path(self, image: str) -> Path:
-        return self.folder / self.image(image)["decoded"]["file"]

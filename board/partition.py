@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from fxlic.reference.hyperprior import INPUT_FIX, LATENT_FIX, PAD_MULTIPLE
+from fxlic.reference.hyperprior import INPUT_FIX, LATENT_FIX, padded_size
 from fxlic.reference.modelfile import ModelFile
 
 __all__ = ["CpuOp", "LayerSpec", "Partition", "Subgraph", "TensorSpec", "partition_from_model", "padded_size"]
@@ -223,10 +223,6 @@ class Partition:
 
 _LATENT_SOURCE = {"y_hat": "g_a.3", "z_hat": "h_a.2"}
 
-
-def padded_size(height: int, width: int) -> tuple[int, int]:
-    """(H, W) rounded up to multiples of 64: the size the DPU subgraphs see."""
-    return -(-height // PAD_MULTIPLE) * PAD_MULTIPLE, -(-width // PAD_MULTIPLE) * PAD_MULTIPLE
 
 
 def _chain(model: ModelFile, prefix: str) -> list[str]:

@@ -3,8 +3,12 @@
 Layout (all integers little-endian)::
 
     magic "FXLC" | u8 version | u8 quality | u32 width | u32 height | 16 B model hash |
-    u8 name length k | k B model name (printable ASCII) | u8 stream count m | m x u32 stream length |
+    u8 name length k | k B model name (printable ASCII) | [version 2: u8 colour type] |
+    u8 stream count m | m x u32 stream length |
     payload (the m streams, concatenated) | u32 CRC32 of every byte before it
+
+A writer uses the lowest version that can say what it has to (BS-10): version 1 for RGB sources (every
+stream written before version 2 existed is such a stream), version 2 only for a grayscale source.
 
 :func:`unpack` never trusts a field before checking it, and reports every problem as a one-line
 :class:`BitstreamError`.
@@ -19,6 +23,8 @@ from dataclasses import dataclass
 __all__ = [
     "MAGIC",
     "FORMAT_VERSION",
+    "COLOUR_RGB",
+    "COLOUR_GRAY",
     "MAX_PIXELS",
     "MAX_SIDE",
     "MAX_STREAMS",
@@ -30,7 +36,13 @@ __all__ = [
 ]
 
 MAGIC = b"FXLC"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""The newest version this module reads and writes (BS-2); it reads every version from 1 on."""
+COLOUR_RGB = 0
+"""Colour type (BS-10): the source was RGB; decode to RGB. Implied by a version-1 stream."""
+COLOUR_GRAY = 1
+"""Colour type (BS-10): the source was grayscale (coded as R = G = B); decode to one gray channel."""
+COLOUR_TYPES = {COLOUR_RGB: "rgb", COLOUR_GRAY: "gray"}
 MAX_PIXELS = 1 << 24
 """Pixel limit (16.7 MP), checked before anything is allocated (BS-5). The integer reference decoder
 holds whole feature maps: an N-channel layer at 1/2 resolution with int64 accumulators costs 2 N bytes
@@ -85,6 +97,7 @@ class StreamHeader:
         quality: 0-255, the quality index of the model.
         width, height: original image size in pixels (before padding to a multiple of 64), each in
             ``[1, MAX_SIDE]`` and ``width * height <= MAX_PIXELS``.
+        colour: colour type of the source (BS-10): ``COLOUR_RGB`` (0) or ``COLOUR_GRAY`` (1).
     """
 
     model_name: str
@@ -92,6 +105,12 @@ class StreamHeader:
     quality: int
     width: int
     height: int
+    colour: int = COLOUR_RGB
+
+    @property
+    def version(self) -> int:
+        """The lowest format version that can carry this header (BS-10)."""
+        return 1 if self.colour == COLOUR_RGB else 2
 
     def validate(self) -> None:
         """Raise ``ValueError`` if a field cannot be written (used by :func:`pack`)."""
@@ -104,6 +123,8 @@ class StreamHeader:
             problem = "width and height must be int"
         if problem is None:
             problem = _check_size(self.width, self.height)
+        if problem is None and self.colour not in COLOUR_TYPES:
+            problem = f"colour type {self.colour!r} is not one of {sorted(COLOUR_TYPES)}"
         if problem is not None:
             raise ValueError(problem)
 
@@ -121,9 +142,11 @@ def pack(header: StreamHeader, streams: list[bytes]) -> bytes:
         if not 1 <= len(s) <= 0xFFFFFFFF:
             raise ValueError(f"stream {j} has length {len(s)}; must be 1 to 2^32-1 bytes")
     name = header.model_name.encode("ascii")
+    version = header.version
     parts = [
-        _FIXED.pack(MAGIC, FORMAT_VERSION, header.quality, header.width, header.height, header.model_hash, len(name)),
+        _FIXED.pack(MAGIC, version, header.quality, header.width, header.height, header.model_hash, len(name)),
         name,
+        _U8.pack(header.colour) if version >= 2 else b"",
         _U8.pack(len(payload)),
         b"".join(_U32.pack(len(s)) for s in payload),
         *payload,
@@ -155,8 +178,8 @@ def unpack(data: bytes) -> tuple[StreamHeader, list[bytes]]:
     version = buf[4]
     if version > FORMAT_VERSION:
         raise BitstreamError(f"format version {version} is newer than this decoder ({FORMAT_VERSION})")
-    if version != FORMAT_VERSION:
-        raise BitstreamError(f"unsupported format version {version} (this decoder reads {FORMAT_VERSION})")
+    if version < 1:
+        raise BitstreamError(f"unsupported format version {version} (this decoder reads 1 to {FORMAT_VERSION})")
     if size < _FIXED.size:
         raise BitstreamError(f"truncated: file has {size} bytes, the fixed header needs {_FIXED.size}")
     _, _, quality, width, height, model_hash, name_len = _FIXED.unpack_from(buf, 0)
@@ -172,6 +195,14 @@ def unpack(data: bytes) -> tuple[StreamHeader, list[bytes]]:
     problem = _check_name(name)
     if problem is not None:
         raise BitstreamError(problem.replace(repr(name), repr(raw_name)))
+    colour = COLOUR_RGB
+    if version >= 2:
+        colour = buf[pos]
+        pos += 1
+        if colour not in COLOUR_TYPES:
+            raise BitstreamError(f"unknown colour type {colour} (known: {sorted(COLOUR_TYPES)})")
+        if pos + 1 > size:
+            raise BitstreamError(f"truncated: file has {size} bytes, the header needs {pos + 1}")
     (count,) = _U8.unpack_from(buf, pos)
     pos += 1
     if not 1 <= count <= MAX_STREAMS:
@@ -196,5 +227,6 @@ def unpack(data: bytes) -> tuple[StreamHeader, list[bytes]]:
     for n in lengths:
         streams.append(buf[pos : pos + n])
         pos += n
-    header = StreamHeader(model_name=name, model_hash=model_hash, quality=quality, width=width, height=height)
+    header = StreamHeader(model_name=name, model_hash=model_hash, quality=quality, width=width, height=height,
+                          colour=colour)
     return header, streams

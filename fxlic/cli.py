@@ -13,12 +13,11 @@ import os
 import sys
 from pathlib import Path
 
+from fxlic.errors import OutputError, UsageError
+from fxlic.options import add_model_options
+
 EXIT_ERROR = 1
 EXIT_INTERNAL = 3
-
-
-class CliError(Exception):
-    """A user-facing error: printed as one line."""
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
@@ -29,50 +28,33 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from fxlic.models import UnknownModelError
     from fxlic.reference.modelfile import ModelFileError
 
-    return (CliError, ImageInputError, BitstreamError, DecodeError, EntropyDecodeError, ModelFileError,
-            UnknownModelError, FileNotFoundError, PermissionError, IsADirectoryError)
+    return (UsageError, OutputError, ImageInputError, BitstreamError, DecodeError, EntropyDecodeError,
+            ModelFileError, UnknownModelError, FileNotFoundError, PermissionError, IsADirectoryError,
+            NotADirectoryError)
 
 
 # ---- model loading (cached: one load per model file per process) --------------------------------
-_CODECS: dict[Path, object] = {}
+_CODECS: dict[int, object] = {}
 
 
 def load_codec(name: str | None = None, quality: int | None = None, model_file: str | None = None):
+    """The golden codec of a shipped model (name, quality) or a model file (``fxlic.models.load``)."""
     from fxlic import models
     from fxlic.codec import Codec
-    from fxlic.reference.modelfile import load_model_file
 
-    path = Path(model_file) if model_file else models.resolve(name, quality)
-    path = path.resolve()
-    if path not in _CODECS:
-        if not path.is_file():
-            raise CliError(f"model file {path} not found")
-        _CODECS[path] = Codec(load_model_file(path))
-    return _CODECS[path]
+    model = models.load(name, quality, model_file)
+    if id(model) not in _CODECS:
+        _CODECS[id(model)] = Codec(model)
+    return _CODECS[id(model)]
 
 
-def _inputs(paths: list[str], suffixes: tuple[str, ...]) -> list[Path]:
-    files: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in suffixes)
-            if not found:
-                raise CliError(f"{path}: no {'/'.join(suffixes)} files in this folder")
-            files.extend(found)
-        elif path.exists():
-            files.append(path)
-        else:
-            raise CliError(f"{path}: no such file or folder")
-    return files
+def _warn(message: str) -> None:
+    print(f"fxlic: warning: {message}", file=sys.stderr)
 
 
-def _outputs(inputs: list[Path], out: str, suffix: str) -> list[Path]:
-    target = Path(out)
-    if len(inputs) == 1 and not target.is_dir():
-        return [target]
-    target.mkdir(parents=True, exist_ok=True)
-    return [target / (p.stem + suffix) for p in inputs]
+def _naming(path: Path, message: str) -> str:
+    """The message, prefixed with the file's name unless it already names it."""
+    return message if str(path) in message else f"{path}: {message}"
 
 
 def _progress(items: list, desc: str):
@@ -81,47 +63,88 @@ def _progress(items: list, desc: str):
     return tqdm(items, desc=desc, unit="img", disable=len(items) < 2 or not sys.stderr.isatty())
 
 
+def _run_batch(jobs: list, verb: str, work) -> int:
+    """Run ``work(job)`` for every job; a known error on one file is reported with the file's name and the
+    batch goes on. Several inputs end with a summary line; exit 1 if any failed."""
+    failed: list[Path] = []
+    for job in _progress(jobs, verb):
+        try:
+            try:
+                job.target.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise OutputError(exc.errno, f"cannot write {job.target}: cannot create its folder "
+                                             f"{job.target.parent} ({exc.strerror})") from None
+            work(job)
+        except _known_errors() as exc:
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            print(f"fxlic: error: {_naming(job.source, message)}", file=sys.stderr)
+            failed.append(job.source)
+    if len(jobs) > 1:
+        done = len(jobs) - len(failed)
+        summary = f"fxlic: {verb}d {done} of {len(jobs)} files"
+        if failed:
+            summary += f"; {len(failed)} failed: {', '.join(map(str, failed))}"
+        print(summary, file=sys.stderr)
+    return EXIT_ERROR if failed else 0
+
+
 # ---- golden-path commands -----------------------------------------------------------------------
 def cmd_encode(args: argparse.Namespace) -> int:
-    from fxlic.imageio import read_image, write_atomically
+    from fxlic.batch import collect_inputs, plan_outputs
+    from fxlic.imageio import IMAGE_SUFFIXES, read_image_with_colour, write_atomically
 
     codec = load_codec(args.model, args.quality, args.model_file)
-    inputs = _inputs(args.inputs, (".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".bmp", ".tif", ".tiff", ".webp"))
-    outputs = _outputs(inputs, args.output, ".fxl")
-    for src, dst in zip(_progress(inputs, "encode"), outputs):
-        pixels = read_image(src)
-        bitstream = codec.encode(pixels).bitstream
-        write_atomically(dst, bitstream)
+    jobs = plan_outputs(args.inputs, collect_inputs(args.inputs, IMAGE_SUFFIXES), args.output, args.out_dir, ".fxl")
+    if args.output is not None and jobs[0].target.suffix.lower() != ".fxl":
+        _warn(f"{jobs[0].target} does not end in .fxl (it is an fxlic bitstream, not an image)")
+
+    def encode_one(job) -> None:
+        pixels, colour = read_image_with_colour(job.source)
+        bitstream = codec.encode(pixels, colour=colour).bitstream
+        write_atomically(job.target, bitstream)
         if not args.quiet:
             bpp = 8 * len(bitstream) / (pixels.shape[0] * pixels.shape[1])
-            print(f"{src} -> {dst}: {len(bitstream)} bytes, {bpp:.4f} bpp")
-    return 0
+            print(f"{job.source} -> {job.target}: {len(bitstream)} bytes, {bpp:.4f} bpp")
+
+    return _run_batch(jobs, "encode", encode_one)
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
-    from fxlic.entropy.bitstream import unpack
-    from fxlic.imageio import encode_png, write_atomically
+    from fxlic.batch import collect_inputs, plan_outputs
+    from fxlic.entropy.bitstream import COLOUR_GRAY, unpack
+    from fxlic.imageio import encode_png, to_gray, write_atomically
 
-    inputs = _inputs(args.inputs, (".fxl",))
-    outputs = _outputs(inputs, args.output, ".png")
-    for src, dst in zip(_progress(inputs, "decode"), outputs):
-        data = src.read_bytes()
+    jobs = plan_outputs(args.inputs, collect_inputs(args.inputs, (".fxl",)), args.output, args.out_dir, ".png")
+    if args.output is not None and jobs[0].target.suffix.lower() != ".png":
+        _warn(f"{jobs[0].target}: the decoded image is written as PNG, but the name ends in "
+              f"{jobs[0].target.suffix or 'no extension'}")
+
+    def decode_one(job) -> None:
+        data = job.source.read_bytes()
         header, _ = unpack(data)
         codec = load_codec(header.model_name, header.quality, args.model_file)
         pixels = codec.decode(data)
-        write_atomically(dst, encode_png(pixels))
+        if header.colour == COLOUR_GRAY:
+            pixels = to_gray(pixels)
+        write_atomically(job.target, encode_png(pixels))
         if not args.quiet:
-            print(f"{src} -> {dst}: {header.width}x{header.height}")
-    return 0
+            kind = "gray" if header.colour == COLOUR_GRAY else "RGB"
+            print(f"{job.source} -> {job.target}: {header.width}x{header.height} {kind}")
+
+    return _run_batch(jobs, "decode", decode_one)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from fxlic.entropy.bitstream import unpack
+    from fxlic.entropy.bitstream import COLOUR_TYPES, unpack
 
     data = Path(args.file).read_bytes()
-    header, streams = unpack(data)
+    try:
+        header, streams = unpack(data)
+    except ValueError as exc:
+        raise UsageError(f"{args.file}: {exc}") from None
     info = {"file": args.file, "bytes": len(data), "model": header.model_name, "quality": header.quality,
             "model_hash": header.model_hash.hex(), "width": header.width, "height": header.height,
+            "colour": COLOUR_TYPES[header.colour],
             "bpp": 8 * len(data) / (header.width * header.height),
             "streams": {name: len(s) for name, s in zip(("z", "y"), streams)}}
     if args.json:
@@ -178,34 +201,42 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fxlic", description="Fixed-point bit-exact learned image codec.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("encode", help="image(s) → .fxl bitstream(s)")
-    p.add_argument("inputs", nargs="+", help="image files or folders")
-    p.add_argument("-o", "--output", required=True, help="output file, or folder for several inputs")
-    p.add_argument("--model", help="model name (default: see `fxlic models`)")
-    p.add_argument("--quality", type=int, help="quality index of the model")
-    p.add_argument("--model-file", help="use this model file instead of a shipped one")
-    p.add_argument("-q", "--quiet", action="store_true")
+    p = sub.add_parser("encode", help="image(s) → .fxl bitstream(s)",
+                       description="Encode images. Several inputs, or a folder, need --out-dir; inputs that would "
+                       "write the same output are refused before anything is written. A bad file is reported "
+                       "and the batch goes on; the exit code is 1 if any file failed.")
+    p.add_argument("inputs", nargs="+", help="image files (PNG, JPEG, PPM/PGM, BMP, TIFF, WebP) or folders of them")
+    out = p.add_mutually_exclusive_group(required=True)
+    out.add_argument("-o", "--output", metavar="FILE.fxl", help="output file (exactly one input)")
+    out.add_argument("-d", "--out-dir", metavar="DIR", help="output folder: DIR/<name>.fxl (any number of inputs)")
+    add_model_options(p)
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(func=cmd_encode)
 
-    p = sub.add_parser("decode", help=".fxl bitstream(s) → PNG")
-    p.add_argument("inputs", nargs="+", help=".fxl files or folders")
-    p.add_argument("-o", "--output", required=True, help="output file, or folder for several inputs")
-    p.add_argument("--model-file", help="decode with this model file (its hash must match the stream's)")
-    p.add_argument("-q", "--quiet", action="store_true")
+    p = sub.add_parser("decode", help=".fxl bitstream(s) → PNG",
+                       description="Decode bitstreams to PNG (gray sources to gray PNG). Same -o / --out-dir and "
+                       "batch rules as encode.")
+    p.add_argument("inputs", nargs="+", help=".fxl files or folders of them")
+    out = p.add_mutually_exclusive_group(required=True)
+    out.add_argument("-o", "--output", metavar="FILE.png", help="output PNG (exactly one input)")
+    out.add_argument("-d", "--out-dir", metavar="DIR", help="output folder: DIR/<name>.png (any number of inputs)")
+    p.add_argument("--model-file", metavar="FILE.npz",
+                   help="decode with this model file (its hash must match the stream's)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(func=cmd_decode)
 
     p = sub.add_parser("info", help="show a bitstream's header")
-    p.add_argument("file")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("file", help=".fxl bitstream")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("models", help="list the shipped models")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_models)
 
     for name, (module, function, help_text) in DELEGATED.items():
         p = sub.add_parser(name, help=help_text, add_help=False)
-        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments of the command (fxlic NAME --help)")
         p.set_defaults(func=_delegate(module, function))
     return parser
 

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fxlic.entropy.bitstream import BitstreamError, StreamHeader, pack, unpack
+from fxlic.entropy.bitstream import COLOUR_RGB, MODEL_HASH_BYTES, BitstreamError, StreamHeader, pack, unpack
+from fxlic.entropy.conditional import factorized_table_indexes
 from fxlic.entropy.rans import EntropyDecodeError, decode_symbols, encode_symbols
 from fxlic.reference.hyperprior import PAD_MULTIPLE, IntegerHyperprior
 from fxlic.reference.modelfile import ModelFile
 
-HASH_BYTES = 16
+HASH_BYTES = MODEL_HASH_BYTES
 
 
 @dataclass
@@ -63,7 +64,9 @@ class Codec:
         self.model_hash = model.content_hash()
 
     # ---- encode --------------------------------------------------------------------------------
-    def encode(self, pixels: np.ndarray, keep_trace: bool = False) -> CodingResult:
+    def encode(self, pixels: np.ndarray, keep_trace: bool = False, colour: int = COLOUR_RGB) -> CodingResult:
+        """uint8 H×W×3 → bitstream. ``colour`` records the source's colour type in the header (BS-10):
+        COLOUR_GRAY for a grayscale source given as R = G = B, so decoders can write gray back."""
         if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
             raise ValueError(f"expected uint8 H×W×3 pixels, got {pixels.dtype} {pixels.shape}")
         height, width = pixels.shape[:2]
@@ -75,14 +78,14 @@ class Codec:
         z = self.net.hyper_analysis(y, trace)
         z_hat = self.net.quantize_latent(z, self.net.fix_z)
         trace["y_hat"], trace["z_hat"] = y_hat, z_hat
-        z_stream = encode_symbols(z_hat.reshape(-1).astype(np.int32), self._z_table_index(z_hat.shape),
+        z_stream = encode_symbols(z_hat.reshape(-1).astype(np.int32), factorized_table_indexes(z_hat.shape),
                                   self.model.z_tables)
         scales, means = self.net.hyper_synthesis(z_hat, trace)
         table, mean_r = self.net.y_coding_params(scales, means)
         symbols = y_hat.astype(np.int32) - mean_r
         y_stream = encode_symbols(symbols.reshape(-1), table.reshape(-1), self.model.y_tables)
         header = StreamHeader(model_name=self.model.name, model_hash=self.model_hash[:HASH_BYTES],
-                              quality=self.model.quality, width=width, height=height)
+                              quality=self.model.quality, width=width, height=height, colour=colour)
         return CodingResult(pack(header, [z_stream, y_stream]), y_hat, z_hat, table, mean_r,
                             trace if keep_trace else {})
 
@@ -93,12 +96,10 @@ class Codec:
         self.check_header(header)
         if len(streams) != 2:
             raise DecodeError(f"expected 2 streams (z, y), found {len(streams)}")
-        pad_h = -(-header.height // PAD_MULTIPLE) * PAD_MULTIPLE
-        pad_w = -(-header.width // PAD_MULTIPLE) * PAD_MULTIPLE
-        z_shape = (self.net.hyper_channels, pad_h // PAD_MULTIPLE, pad_w // PAD_MULTIPLE)
-        y_shape = (self.net.latent_channels, pad_h // 16, pad_w // 16)
+        z_shape = self.net.hyper_latent_shape(header.height, header.width)
+        y_shape = self.net.latent_shape(header.height, header.width)
         try:
-            z_values = decode_symbols(streams[0], self._z_table_index(z_shape), self.model.z_tables)
+            z_values = decode_symbols(streams[0], factorized_table_indexes(z_shape), self.model.z_tables)
             z_hat = _as_int8(z_values, z_shape, "ẑ")
             scales, means = self.net.hyper_synthesis(z_hat, trace)
             table, mean_r = self.net.y_coding_params(scales, means)
@@ -118,12 +119,6 @@ class Codec:
                 f"(weights {header.model_hash.hex()[:12]}), not with {self.model.name!r} q{self.model.quality} "
                 f"(weights {self.model_hash.hex()[:12]})"
             )
-
-    @staticmethod
-    def _z_table_index(shape: tuple[int, ...]) -> np.ndarray:
-        """ẑ uses one factorized table per channel: index = channel, in C-order (c, i, j)."""
-        channels, rows, cols = shape
-        return np.repeat(np.arange(channels, dtype=np.int32), rows * cols)
 
 
 def _as_int8(values: np.ndarray, shape: tuple[int, ...], what: str) -> np.ndarray:

@@ -9,18 +9,18 @@ from pathlib import Path
 
 import numpy as np
 
-from .vectors import make_set, verify_set
+from fxlic.errors import UsageError
+from fxlic.options import add_model_options
 
-REPO = Path(__file__).resolve().parents[1]
-BUNDLED = REPO / "golden" / "vectors"
+from .vectors import make_set, verify_set
 
 
 def default_set() -> Path:
-    """The committed golden set of the default model and quality."""
-    from fxlic import models
+    """The bundled golden set of the default model and quality (a folder inside the installed package)."""
+    from .goldenset import bundled_set
 
-    name = models.default_model()
-    return BUNDLED / f"{name}-q{models.default_quality(name)}"
+    with bundled_set() as folder:  # a real folder for installed packages (as_file returns it as is)
+        return folder
 
 
 def _parse_crop(text: str | None) -> tuple[int, int, int, int] | None:
@@ -32,23 +32,25 @@ def _parse_crop(text: str | None) -> tuple[int, int, int, int] | None:
     return parts[0], parts[1], parts[2], parts[3]
 
 
-def make_main(argv: list[str]) -> int:
-    from fxlic.cli import load_codec
+def _codec(name: str | None, quality: int | None, model_file: str | None):
+    from fxlic import models
+    from fxlic.codec import Codec
+
+    return Codec(models.load(name, quality, model_file))
+
+
+def make_main(args: argparse.Namespace) -> int:
     from fxlic.imageio import read_image
 
-    p = argparse.ArgumentParser(prog="fxlic golden make", description="Write a golden-vector set.")
-    p.add_argument("--model")
-    p.add_argument("--quality", type=int)
-    p.add_argument("--model-file")
-    p.add_argument("--images", nargs="+", required=True, help="image files; IMAGE@TOP,LEFT,HEIGHT,WIDTH crops")
-    p.add_argument("--out", required=True)
-    args = p.parse_args(argv)
-    codec = load_codec(args.model, args.quality, args.model_file)
+    codec = _codec(args.model, args.quality, args.model_file)
     images: dict[str, np.ndarray] = {}
     for spec in args.images:
         path, _, crop_text = spec.partition("@")
         pixels = read_image(path)
-        crop = _parse_crop(crop_text)
+        try:
+            crop = _parse_crop(crop_text)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         name = Path(path).stem
         if crop:
             top, left, height, width = crop
@@ -61,25 +63,19 @@ def make_main(argv: list[str]) -> int:
     return 0
 
 
-def verify_main(argv: list[str]) -> int:
-    from fxlic.cli import load_codec
-
-    p = argparse.ArgumentParser(prog="fxlic golden verify",
-                                description="Recompute a golden set (encode → bitstream → decode) and compare.")
-    p.add_argument("folder", nargs="?", help="golden set (default: the bundled set of the default model)")
-    p.add_argument("--model-file", help="model file (default: the shipped model named in the manifest)")
-    args = p.parse_args(argv)
-    folder = Path(args.folder) if args.folder else default_set()
-    if not (folder / "manifest.json").is_file():
-        from fxlic.cli import CliError
-
-        raise CliError(f"{folder}: no manifest.json; not a golden set")
+def verify_main(args: argparse.Namespace) -> int:
     import json
 
+    folder = Path(args.folder) if args.folder else default_set()
+    if not (folder / "manifest.json").is_file():
+        raise UsageError(f"{folder}: no manifest.json; not a golden set")
     model = json.loads((folder / "manifest.json").read_text())["model"]
-    codec = load_codec(model["name"], model["quality"], args.model_file)
+    codec = _codec(model["name"], model["quality"], args.model_file)
     start = time.perf_counter()
-    reports = verify_set(codec, folder)
+    try:
+        reports = verify_set(codec, folder)
+    except ValueError as exc:  # a set for another model or spec version
+        raise UsageError(f"{folder}: {exc}") from None
     failed = [r for r in reports if not r.ok]
     print(f"golden set {folder} — model {model['name']} q{model['quality']} ({model['hash'][:12]})")
     for report in reports:
@@ -92,9 +88,25 @@ def verify_main(argv: list[str]) -> int:
     return 1 if failed else 0
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fxlic golden", description="Golden-vector sets (docs/golden.md): "
+                                     "every integer tensor, the bitstream and the decoded image of a few images.")
+    sub = parser.add_subparsers(dest="action", required=True, metavar="{make,verify}")
+    p = sub.add_parser("make", help="write a golden-vector set", description="Write a golden-vector set.")
+    add_model_options(p)
+    p.add_argument("--images", nargs="+", required=True, metavar="IMAGE[@TOP,LEFT,HEIGHT,WIDTH]",
+                   help="image files, each optionally cropped (pixel rectangle after @)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder of the new set (replaced if it exists)")
+    p.set_defaults(func=make_main)
+    p = sub.add_parser("verify", help="recompute a set and compare bit for bit (default: the bundled set)",
+                       description="Recompute a golden set (encode → bitstream → decode, every layer) and compare.")
+    p.add_argument("folder", nargs="?", help="golden set (default: the bundled set of the default model)")
+    p.add_argument("--model-file", metavar="FILE.npz",
+                   help="model file (default: the shipped model named in the manifest)")
+    p.set_defaults(func=verify_main)
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("make", "verify"):
-        print("usage: fxlic golden {make,verify} ...", file=sys.stderr)
-        return 2
-    return make_main(argv[1:]) if argv[0] == "make" else verify_main(argv[1:])
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    return args.func(args)

@@ -27,8 +27,9 @@ import numpy as np
 from fxlic.codec import Codec
 from fxlic.imageio import encode_png, read_image
 
+from .goldenset import DECODER_PREFIX
+
 SPEC_VERSION = 1
-DECODER_PREFIX = "decoder."  # tensors recomputed by the decoder from the bitstream
 
 
 def sha256_array(array: np.ndarray) -> str:
@@ -36,9 +37,7 @@ def sha256_array(array: np.ndarray) -> str:
 
 
 def _fix_positions(codec: Codec) -> dict[str, int]:
-    fixes = {name: layer.fix_out for name, layer in codec.model.layers.items()}
-    fixes.update({"input": 8, "y_hat": 0, "z_hat": 0})
-    return fixes
+    return codec.net.fix_positions()
 
 
 def _entry(folder: Path, image: str, name: str, array: np.ndarray, fixes: dict[str, int]) -> dict:

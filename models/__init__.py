@@ -8,6 +8,10 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fxlic.reference.modelfile import ModelFile
 
 MODELS_DIR = Path(__file__).resolve().parent
 _FILE = re.compile(r"^(?P<name>[a-z0-9_-]+?)-q(?P<quality>\d+)\.npz$")
@@ -57,3 +61,24 @@ def resolve(name: str | None = None, quality: int | None = None) -> Path:
     if quality not in qualities:
         raise UnknownModelError(f"model {name!r} has no quality {quality}; shipped: {sorted(qualities)}")
     return qualities[quality]
+
+
+_LOADED: dict[Path, ModelFile] = {}
+
+
+def load(name: str | None = None, quality: int | None = None, path: str | Path | None = None) -> ModelFile:
+    """The integer model file: ``path`` if given, else the shipped (name, quality) (defaults from index.json).
+
+    The one way every front end (CLI, golden, board, eval, benchmarks) loads a model. Loaded files are
+    cached per resolved path, so a batch that decodes many streams of one model reads it once.
+    Raises UnknownModelError (not shipped / no such file) or ModelFileError (not a valid model file).
+    """
+    from fxlic.reference.modelfile import load_model_file
+
+    file = Path(path) if path is not None else resolve(name, quality)
+    file = file.resolve()
+    if file not in _LOADED:
+        if not file.is_file():
+            raise UnknownModelError(f"model file {file} not found")
+        _LOADED[file] = load_model_file(file)
+    return _LOADED[file]

@@ -10,52 +10,28 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from fxlic.entropy.tables import TableSet, gaussian_pmf, table_set_from_pmfs
+from fxlic.entropy.conditional import (  # the conditional entropy model owns the grid and the y tables
+    MEAN_FRAC_BITS,
+    SCALE_LEVELS,
+    SCALE_MAX,
+    SCALE_MIN,
+    TAIL_MASS,
+    build_scale_lut,
+    build_y_tables,
+    scale_grid,
+)
+from fxlic.entropy.tables import TableSet, table_set_from_pmfs
 from fxlic.fxp.layer import QuantConv
 from fxlic.fxp.quant import quantize_param
 from fxlic.reference.modelfile import FORMAT, FORMAT_VERSION, ModelFile
 
-from .models import SCALE_MAX, SCALE_MIN, MeanScaleHyperprior, ModelConfig
-
-SCALE_LEVELS = 64  # Gaussian tables, log-spaced σ in [SCALE_MIN, SCALE_MAX] (as CompressAI's scale table)
-MEAN_FRAC_BITS = 2  # μ resolution used for table selection: 1/4
-TAIL_MASS = 1e-9
-
-
-def scale_grid() -> np.ndarray:
-    """σ of the y tables: SCALE_LEVELS log-spaced values from SCALE_MIN to SCALE_MAX (float64)."""
-    return np.exp(np.linspace(math.log(SCALE_MIN), math.log(SCALE_MAX), SCALE_LEVELS))
-
-
-def build_scale_lut(fix_scales: int, grid: np.ndarray) -> np.ndarray:
-    """uint8 [256]: for each int8 code q of the log2 σ head, the smallest grid σ ≥ 2^(q·2^-f) (clamped).
-
-    Rounding σ up to the next table is CompressAI's rule (build_indexes): it never under-estimates the
-    spread, which costs far less than an over-confident table.
-    """
-    codes = np.arange(-128, 128, dtype=np.float64)
-    sigma = np.clip(np.exp2(codes * 2.0 ** -fix_scales), grid[0], grid[-1])
-    index = np.searchsorted(grid, sigma * (1.0 - 1e-12), side="left")
-    return np.minimum(index, len(grid) - 1).astype(np.uint8)
-
-
-def build_y_tables(grid: np.ndarray, mean_frac_bits: int) -> TableSet:
-    """Table t = scale_index · 2^b + (frac + 2^(b−1)): Gaussian(σ_scale, mean frac/2^b) ⊛ U(−½, ½)."""
-    pmfs, offsets = [], []
-    half = 1 << (mean_frac_bits - 1)
-    for sigma in grid:
-        for j in range(1 << mean_frac_bits):
-            pmf, offset = gaussian_pmf(float(sigma), (j - half) / (1 << mean_frac_bits), tail_mass=TAIL_MASS)
-            pmfs.append(pmf)
-            offsets.append(offset)
-    return table_set_from_pmfs(pmfs, offsets)
+from .models import MeanScaleHyperprior, ModelConfig
 
 
 @torch.no_grad()
@@ -132,8 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="fxlic export", description=__doc__)
     p.add_argument("checkpoint", help="QAT checkpoint.pt")
     p.add_argument("-o", "--out", required=True, help="model file to write (.npz)")
-    p.add_argument("--name", default="meanscale")
-    p.add_argument("--quality", type=int, required=True)
+    p.add_argument("--name", default="meanscale", help="model name stored in the file and in bitstreams "
+                                                        "(default: meanscale)")
+    p.add_argument("--quality", type=int, required=True, help="quality index stored in the file (0-255)")
     p.add_argument("--card", help="JSON with training facts to store in the model (data, steps, minutes, ...)")
     args = p.parse_args(argv)
     model, state = load_checkpoint_model(args.checkpoint)

@@ -25,14 +25,14 @@ import torch
 from compressai.entropy_models import EntropyBottleneck
 from torch import nn
 
+from fxlic.entropy.conditional import SCALE_MAX, SCALE_MIN  # σ clamp shared with the integer tables
+
 from .fakequant import fake_quant_activation, round_to_integer_ste
 from .layers import QConv, qconvs
 
 INPUT_FIX = 8  # int8 input q = p - 128 at fix 8
 IMAGE_FIX = 8  # int8 output at fix 8, pixel = q + 128
 LATENT_FIX = 0  # ŷ and ẑ are integers
-SCALE_MIN = 0.11  # lower bound of σ (CompressAI's scale table starts here)
-SCALE_MAX = 64.0
 LIKELIHOOD_BOUND = 1e-9
 
 

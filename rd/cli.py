@@ -120,16 +120,30 @@ def plot_parser(prog: str = "fxlic plot") -> argparse.ArgumentParser:
         default=[],
         help="also highlight the curve with this name (e.g. an anchor); repeatable",
     )
-    p.add_argument("--title", default="Kodak", help="figure title (default: Kodak)")
+    p.add_argument("--title", help="figure title (default: the data set the curves record, e.g. kodak; "
+                                    "else 'Rate-distortion')")
     p.add_argument(
         "--bpp-max", type=float, default=None, help="x-axis upper limit (default: fit the highlighted curves)"
     )
     return p
 
 
+def default_title(curves: Sequence[RDCurve]) -> str:
+    """The data set the curves were measured on (``meta.dataset``, written by ``fxlic eval``), if they agree."""
+    sets = {str(c.extra.get("meta", {}).get("dataset")) for c in curves if isinstance(c.extra.get("meta"), dict)}
+    sets.discard("None")
+    return sets.pop() if len(sets) == 1 else "Rate-distortion"
+
+
 def plot_main(argv: Sequence[str] | None = None) -> int:
     """``fxlic plot OUT.png CURVE.json ... [--anchors DIR] [--highlight NAME] [--title T] [--bpp-max X]``."""
     args = plot_parser().parse_args(argv)
+    try:
+        import matplotlib  # noqa: F401  (checked before anything is read or written)
+    except ImportError:
+        print("fxlic plot: needs matplotlib, which the base install leaves out: pip install 'fxlic[rd]'",
+              file=sys.stderr)
+        return 1
     try:
         own = [load_curve(p) for p in args.curves]
         anchors: list[RDCurve] = []
@@ -154,7 +168,8 @@ def plot_main(argv: Sequence[str] | None = None) -> int:
     bpp_range = (0.0, args.bpp_max) if args.bpp_max is not None else None
     from .plot import plot_rd
 
-    out = plot_rd(curves, args.out, args.title, highlight=highlight, bpp_range=bpp_range)
+    out = plot_rd(curves, args.out, args.title or default_title(own or curves), highlight=highlight,
+                  bpp_range=bpp_range)
     print(f"wrote {out}")
     return 0
 

@@ -27,11 +27,11 @@ CSV_FIELDS = ["image", "width", "height", "bytes", "bpp", "psnr", "ms_ssim", "en
 
 def evaluate_model_file(model_file: Path, images: list[Path], progress: bool = True) -> list[dict]:
     """One row per image for one integer model file."""
+    from fxlic import models
     from fxlic.codec import Codec
     from fxlic.imageio import read_image
-    from fxlic.reference.modelfile import load_model_file
 
-    codec = Codec(load_model_file(model_file))
+    codec = Codec(models.load(path=model_file))
     warm = read_image(images[0])[:64, :64]
     codec.decode(codec.encode(np.ascontiguousarray(warm)).bitstream)  # JIT warm-up, not timed
     rows = []
@@ -49,7 +49,7 @@ def evaluate_model_file(model_file: Path, images: list[Path], progress: bool = T
     return rows
 
 
-def summarize(name: str, per_quality: dict[int, list[dict]], description: str) -> RDCurve:
+def summarize(name: str, per_quality: dict[int, list[dict]], description: str, dataset: str | None = None) -> RDCurve:
     qualities = sorted(per_quality)
 
     def mean(key: str) -> list[float]:
@@ -59,24 +59,35 @@ def summarize(name: str, per_quality: dict[int, list[dict]], description: str) -
                    encoding_time=mean("encode_s"), decoding_time=mean("decode_s"), description=description,
                    extra={"meta": {"qualities": qualities, "images": len(next(iter(per_quality.values()))),
                                    "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-                                   "bpp_from": "bitstream file sizes"}})
+                                   "bpp_from": "bitstream file sizes",
+                                   **({"dataset": dataset} if dataset else {})}})
+
+
+def eval_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fxlic eval", description=__doc__)
+    p.add_argument("--model", help="shipped model name (default: the default model)")
+    p.add_argument("--qualities", metavar="Q,Q,…", help="comma-separated qualities (default: all shipped)")
+    p.add_argument("--model-files", nargs="+", metavar="FILE.npz",
+                   help="evaluate these model files instead of a shipped model")
+    p.add_argument("--images", required=True, nargs="+", metavar="PATH",
+                   help="test images: files and/or folders in any format `fxlic encode` reads (../shared/data/kodak)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="folder for <model>.json and per-image CSVs (use a scratch folder, e.g. runs/eval: files "
+                        "of the same name there are replaced)")
+    p.add_argument("--name", help="curve name in the JSON (default: fxlic-<model>-int8)")
+    p.add_argument("--dataset", help="data-set name recorded in the JSON and used as the plot title "
+                                     "(default: the name of the first image folder)")
+    return p
 
 
 def eval_main(argv: list[str] | None = None) -> int:
     from fxlic import models
+    from fxlic.batch import collect_inputs
+    from fxlic.errors import UsageError
+    from fxlic.imageio import IMAGE_SUFFIXES
 
-    p = argparse.ArgumentParser(prog="fxlic eval", description=__doc__)
-    p.add_argument("--model", help="shipped model name (default: the default model)")
-    p.add_argument("--qualities", help="comma-separated qualities (default: all shipped)")
-    p.add_argument("--model-files", nargs="+", help="evaluate these model files instead of a shipped model")
-    p.add_argument("--images", required=True, help="folder of test images (e.g. ../shared/data/kodak)")
-    p.add_argument("--out", required=True, help="folder for <model>.json and per-image CSVs")
-    p.add_argument("--name", help="curve name in the JSON (default: fxlic-<model>-int8)")
-    args = p.parse_args(argv)
-
-    images = sorted(q for q in Path(args.images).iterdir() if q.suffix.lower() == ".png")
-    if not images:
-        raise SystemExit(f"fxlic eval: no PNG images in {args.images}")
+    args = eval_parser().parse_args(argv)
+    images = collect_inputs(args.images, IMAGE_SUFFIXES)  # everything is checked before the output folder exists
     if args.model_files:
         files = {}
         for f in args.model_files:
@@ -90,7 +101,9 @@ def eval_main(argv: list[str] | None = None) -> int:
             wanted = {int(q) for q in args.qualities.split(",")}
             files = {q: f for q, f in files.items() if q in wanted}
     if not files:
-        raise SystemExit(f"fxlic eval: no model files for {model_name!r}")
+        raise UsageError(f"fxlic eval: no model files for {model_name!r}")
+    first = Path(args.images[0])
+    dataset = args.dataset or (first.name if first.is_dir() else first.parent.name or first.stem)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     per_quality = {}
@@ -105,7 +118,7 @@ def eval_main(argv: list[str] | None = None) -> int:
         print(f"q{quality}: bpp {avg['bpp']:.4f}  PSNR {avg['psnr']:.3f} dB  MS-SSIM {avg['ms_ssim']:.5f}"
               f"  enc {avg['encode_s']:.2f}s  dec {avg['decode_s']:.2f}s")
     curve = summarize(args.name or f"fxlic-{model_name}-int8", per_quality,
-                      f"fxlic integer reference, model {model_name}, real bitstreams")
+                      f"fxlic integer reference, model {model_name}, real bitstreams", dataset)
     save_curve(curve, out / f"{model_name}.json")
     print(f"wrote {out / (model_name + '.json')}")
     return 0

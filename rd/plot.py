@@ -20,12 +20,12 @@ _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">")
 
 def _label_anchor(
     ax: Any, name: str, xs: list[float], ys: list[float], xr: tuple[float, float] | None
-) -> None:
+) -> Any:
     """Name an anchor curve at its right end, or where it leaves the plot on the right."""
     if xr is not None and xs[-1] > xr[1] and xs[0] < xr[1]:
         x = xr[1]
         y = float(np.interp(x, xs, ys))
-        ax.annotate(
+        return ax.annotate(
             name,
             (x, y),
             xytext=(-3, 2),
@@ -37,7 +37,7 @@ def _label_anchor(
             zorder=2,
         )
     elif xr is None or xr[0] <= xs[-1] <= xr[1]:
-        ax.annotate(
+        return ax.annotate(
             name,
             (xs[-1], ys[-1]),
             xytext=(3, 0),
@@ -49,6 +49,51 @@ def _label_anchor(
             zorder=2,
             annotation_clip=True,
         )
+
+
+def _spread_labels(fig: Any, labels: list[Any], gap_px: float = 1.0) -> None:
+    """Move anchor labels vertically so that no two overlap (several anchors often end at one point).
+
+    Labels are stacked in clusters, each centred on the mean of its members' own positions (so a label
+    stays as close to its curve as the others allow), clusters merged while they overlap, and a cluster
+    that would leave the axes is shifted back inside where it fits."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    if len(labels) < 2:
+        return
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    to_points = 72.0 / fig.dpi
+    boxes = [label.get_window_extent(renderer) for label in labels]
+    order = sorted(range(len(labels)), key=lambda i: boxes[i].y0)
+    heights = [boxes[i].height + gap_px for i in order]
+    wanted = [boxes[i].y0 for i in order]
+    clusters: list[list[int]] = []  # positions in `order`
+    for k in range(len(order)):
+        clusters.append([k])
+        while len(clusters) > 1:
+            low, high = clusters[-2], clusters[-1]
+            if _cluster_bottom(low, wanted, heights) + sum(heights[j] for j in low) <= \
+                    _cluster_bottom(high, wanted, heights):
+                break
+            clusters[-2:] = [low + high]
+    axes_box = labels[0].axes.get_window_extent(renderer)
+    for cluster in clusters:
+        bottom = _cluster_bottom(cluster, wanted, heights)
+        total = sum(heights[j] for j in cluster)
+        if total <= axes_box.height:
+            bottom = min(max(bottom, axes_box.y0), axes_box.y1 - total)
+        for j in cluster:
+            label = labels[order[j]]
+            dx, dy = label.xyann
+            label.xyann = (dx, dy + (bottom - wanted[j]) * to_points)
+            bottom += heights[j]
+
+
+def _cluster_bottom(cluster: list[int], wanted: list[float], heights: list[float]) -> float:
+    """Bottom of a stack of labels centred on the mean of the members' wanted centres."""
+    total = sum(heights[j] for j in cluster)
+    centre = sum(wanted[j] + heights[j] / 2 for j in cluster) / len(cluster)
+    return centre - total / 2
 
 
 def _auto_range(focus: Sequence[RDCurve]) -> tuple[float, float] | None:
@@ -131,6 +176,7 @@ def plot_rd(
     order = [c for c in curves if hl and c.name not in hl] + focus
     style_idx = {c.name: i for i, c in enumerate(focus)}
     anchor_idx: dict[str, int] = {}
+    anchor_labels: list[Any] = []
     for ax, (attr, ylabel) in zip(axes[0], panels, strict=True):
         focus_series: list[tuple[list[float], list[float]]] = []
         all_series: list[tuple[list[float], list[float]]] = []
@@ -159,7 +205,9 @@ def plot_rd(
             else:
                 k = anchor_idx.setdefault(c.name, len(anchor_idx))
                 ax.plot(xs, ys, color="0.6", lw=0.9, ls=_ANCHOR_STYLES[k % len(_ANCHOR_STYLES)], zorder=1)
-                _label_anchor(ax, c.name, xs, ys, xr)
+                label = _label_anchor(ax, c.name, xs, ys, xr)
+                if label is not None:
+                    anchor_labels.append(label)
         if xr is not None:
             ax.set_xlim(*xr)
         yl = _ylim(focus_series if (hl and focus_series) else all_series, xr)
@@ -179,6 +227,8 @@ def plot_rd(
             ax.legend(loc="lower right", fontsize=8.5, framealpha=0.9)
     fig.suptitle(title)
     fig.tight_layout()
+    for ax in axes[0]:
+        _spread_labels(fig, [a for a in anchor_labels if a.axes is ax])
     out = Path(out_png)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=dpi)

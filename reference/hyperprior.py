@@ -17,16 +17,23 @@ from __future__ import annotations
 
 import numpy as np
 
+from fxlic.entropy.conditional import table_indexes
 from fxlic.fxp.layer import QuantConv
 from fxlic.fxp.quant import requantize
-from fxlic.fxp.rounding import shift_round_half_up
 
 from .modelfile import ModelFile
 
 INPUT_FIX = 8
 LATENT_FIX = 0
 IMAGE_FIX = 8
-PAD_MULTIPLE = 64  # g_a and h_a downsample by 2^6 in all
+PAD_MULTIPLE = 64
+"""g_a and h_a downsample by 2^6 in all; images are padded to a multiple of it (checked against the
+layers' strides when a model is loaded)."""
+
+
+def padded_size(height: int, width: int, multiple: int = PAD_MULTIPLE) -> tuple[int, int]:
+    """(H, W) rounded up to multiples of ``multiple``: the size the transforms (and DPU subgraphs) see."""
+    return -(-height // multiple) * multiple, -(-width // multiple) * multiple
 
 
 Trace = dict[str, np.ndarray] | None
@@ -73,6 +80,40 @@ class IntegerHyperprior:
                 raise ValueError(f"{head.name}: fix_in {head.fix_in} != h_s output fix {self.h_s[-1].fix_out}")
         if self.g_s[-1].fix_out != IMAGE_FIX:
             raise ValueError(f"{self.g_s[-1].name}: image output must have fix {IMAGE_FIX}")
+        if self.latent_stride * self.hyper_stride != PAD_MULTIPLE:
+            raise ValueError(f"g_a and h_a downsample by {self.latent_stride * self.hyper_stride}, "
+                             f"not by the padding multiple {PAD_MULTIPLE}")
+
+    # ---- geometry (owned here: codec, board and golden ask the network, never repeat literals) -------
+    @property
+    def latent_stride(self) -> int:
+        """Downsampling factor of g_a (image → y): the product of its strides (16)."""
+        return int(np.prod([layer.stride for layer in self.g_a]))
+
+    @property
+    def hyper_stride(self) -> int:
+        """Downsampling factor of h_a (y → z): the product of its strides (4)."""
+        return int(np.prod([layer.stride for layer in self.h_a]))
+
+    def padded_size(self, height: int, width: int) -> tuple[int, int]:
+        """The padded image size the transforms see for an image of ``height × width`` pixels."""
+        return padded_size(height, width)
+
+    def latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
+        """Shape (M, h, w) of y / ŷ / the table indices for an image of ``height × width`` pixels."""
+        ph, pw = self.padded_size(height, width)
+        return self.latent_channels, ph // self.latent_stride, pw // self.latent_stride
+
+    def hyper_latent_shape(self, height: int, width: int) -> tuple[int, int, int]:
+        """Shape (N, h, w) of z / ẑ for an image of ``height × width`` pixels."""
+        _, h, w = self.latent_shape(height, width)
+        return self.hyper_channels, h // self.hyper_stride, w // self.hyper_stride
+
+    def fix_positions(self) -> dict[str, int]:
+        """Fix position of every tensor the network produces or consumes (layer outputs, input, ŷ, ẑ)."""
+        fixes = {name: layer.fix_out for name, layer in self.model.layers.items()}
+        fixes.update({"input": INPUT_FIX, "y_hat": LATENT_FIX, "z_hat": LATENT_FIX})
+        return fixes
 
     # ---- transforms ----------------------------------------------------------------------------
     def analysis(self, x: np.ndarray, trace: Trace = None) -> np.ndarray:
@@ -100,22 +141,10 @@ class IntegerHyperprior:
 
     # ---- entropy-model parameters --------------------------------------------------------------
     def y_coding_params(self, scales: np.ndarray, means: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """(table index, integer mean μ_r) per element of ŷ, from the integer h_s outputs (docs/entropy.md).
-
-        μ is brought to b = mean_frac_bits fractional bits with DPU rounding (no saturation: int64),
-        μ_r = round-half-up(μ) and frac = μ·2^b − μ_r·2^b ∈ [−2^(b−1), 2^(b−1)). The table is
-        ``scale_lut[q_σ + 128] · 2^b + frac + 2^(b−1)``; the coded symbol is ŷ − μ_r.
-        """
-        b = self.model.mean_frac_bits
-        scale_index = self.model.scale_lut[scales.astype(np.int64) + 128].astype(np.int64)
-        if means is None:
-            mean_fine = np.zeros(scales.shape, dtype=np.int64)
-        else:
-            mean_fine = shift_round_half_up(means.astype(np.int64), self.h_s_means.fix_out - b)
-        mean_r = shift_round_half_up(mean_fine, b)
-        frac = mean_fine - (mean_r << b)
-        table = (scale_index << b) + frac + (1 << (b - 1))
-        return table.astype(np.int32), mean_r.astype(np.int32)
+        """(table index, integer mean μ_r) per element of ŷ: the conditional entropy model's choice
+        (``fxlic.entropy.conditional.table_indexes``, docs/entropy.md) with this model's LUT and fix positions."""
+        fix_means = None if self.h_s_means is None else self.h_s_means.fix_out
+        return table_indexes(scales, means, self.model.scale_lut, fix_means, self.model.mean_frac_bits)
 
     @property
     def fix_y(self) -> int:

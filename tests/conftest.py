@@ -54,3 +54,15 @@ def codec():
     from fxlic.reference.modelfile import load_model_file
 
     return Codec(load_model_file(models.resolve()))
+
+
+# The fast lane is `pytest -m "not slow"`. Tests marked slow: whole Kodak images, torch/QAT forwards over
+# real images, multi-process training, subprocess installs (tests/test_wheel.py). The determinism
+# module (several subprocess environments per test) is marked here rather than in its file.
+SLOW_MODULES = {"test_determinism.py"}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        if item.path.name in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)

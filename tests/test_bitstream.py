@@ -76,7 +76,7 @@ def test_round_trip(name: str, model_hash: bytes, quality: int, width: int, heig
         (b"FXL", "truncated"),
         (b"FXLC", "truncated"),
         (b"FXLD" + bytes(60), "not an fxlic bitstream"),
-        (b"FXLC\x03" + bytes(60), r"format version 3 is newer than this decoder \(1\)"),
+        (b"FXLC\x03" + bytes(60), r"format version 3 is newer than this decoder \(2\)"),
         (b"FXLC\x00" + bytes(60), "unsupported format version 0"),
         (b"FXLC\x01\x00" + bytes(10), "truncated"),
     ],
@@ -192,3 +192,28 @@ def test_pack_rejects() -> None:
     assert unpack(bytearray(pack(HEADER, STREAMS)))[0] == HEADER  # bytes-like input
     with pytest.raises(BitstreamError):
         unpack(None)  # type: ignore[arg-type]
+
+
+def test_colour_type_versions() -> None:
+    """BS-10: RGB sources are written as version 1 (byte-identical to before version 2 existed);
+    a grayscale source needs version 2 and its colour byte; unknown colour types are refused."""
+    from fxlic.entropy.bitstream import COLOUR_GRAY
+
+    rgb = pack(HEADER, STREAMS)
+    assert rgb[4] == 1 and unpack(rgb)[0].colour == 0
+    gray_header = StreamHeader(HEADER.model_name, HEADER.model_hash, HEADER.quality, HEADER.width, HEADER.height,
+                               colour=COLOUR_GRAY)
+    gray = pack(gray_header, STREAMS)
+    assert gray[4] == 2 and len(gray) == len(rgb) + 1
+    assert unpack(gray) == (gray_header, STREAMS)
+    colour_at = 31 + len(HEADER.model_name)
+    assert gray[colour_at] == COLOUR_GRAY
+    import zlib
+
+    bad = bytearray(gray)
+    bad[colour_at] = 7
+    bad[-4:] = zlib.crc32(bytes(bad[:-4])).to_bytes(4, "little")
+    with pytest.raises(BitstreamError, match="unknown colour type 7"):
+        unpack(bytes(bad))
+    with pytest.raises(ValueError):
+        pack(StreamHeader("m", HASH, 3, 8, 8, colour=5), STREAMS)

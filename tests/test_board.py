@@ -20,10 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fxlic.board.cli import run_golden_set
 from fxlic.board.compare import DIVERGES, FOLLOWS, compare_image, diff_pattern
 from fxlic.board.dumps import (
-    GoldenSet,
     NameMap,
     chw_to_nhwc,
     default_names,
@@ -39,8 +37,10 @@ from fxlic.board.dumps import (
 )
 from fxlic.board.partition import partition_from_model
 from fxlic.board.runner import VART_MISSING, BoardError, SimulatedDpuRunner, VartRunner
+from fxlic.board.session import run_golden_set
 from fxlic.cli import main
 from fxlic.fxp import DpuAssumptions, conv2d_acc, conv_transpose2d_acc, requantize_accumulator
+from fxlic.golden.goldenset import GoldenSet
 
 CROP = (100, 200, 120, 176)  # kodim23, not a multiple of 64: exercises padding (128 x 192)
 

@@ -53,9 +53,9 @@ def test_folder_encode_and_decode(tmp_path, small_png) -> None:
     images.mkdir()
     for i in range(2):
         (images / f"im{i}.png").write_bytes(small_png.read_bytes())
-    assert main(["encode", str(images), "-o", str(tmp_path / "streams"), "-q"]) == 0
+    assert main(["encode", str(images), "--out-dir", str(tmp_path / "streams"), "-q"]) == 0
     assert sorted(p.name for p in (tmp_path / "streams").iterdir()) == ["im0.fxl", "im1.fxl"]
-    assert main(["decode", str(tmp_path / "streams"), "-o", str(tmp_path / "decoded"), "-q"]) == 0
+    assert main(["decode", str(tmp_path / "streams"), "--out-dir", str(tmp_path / "decoded"), "-q"]) == 0
     assert sorted(p.name for p in (tmp_path / "decoded").iterdir()) == ["im0.png", "im1.png"]
 
 

@@ -28,6 +28,7 @@ def test_decode_reproduces_the_quantized_latents(codec, kodak_image, index, crop
     assert decoded.shape == pixels.shape and decoded.dtype == np.uint8
 
 
+@pytest.mark.slow
 def test_full_kodak_image_compresses(codec, kodak_image) -> None:
     """A real photograph codes to a compact stream with a reconstruction far better than chance."""
     pixels = kodak_image(23)

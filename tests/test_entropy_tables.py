@@ -216,3 +216,23 @@ def test_gaussian_pmf_values() -> None:
         with pytest.raises(ValueError):
             gaussian_pmf(*bad)
     assert PRECISION == 16
+
+
+def test_conditional_model_owns_the_shipped_y_tables(codec) -> None:
+    """entropy/conditional.py is the one owner of the scale grid, the y tables and the table choice: what it
+    builds is what the shipped model file carries, and the codec's table choice is its table_indexes."""
+    from fxlic.entropy.conditional import MEAN_FRAC_BITS, build_scale_lut, build_y_tables, scale_grid, table_indexes
+
+    model = codec.model
+    assert model.mean_frac_bits == MEAN_FRAC_BITS
+    built = build_y_tables(scale_grid(), MEAN_FRAC_BITS)
+    for key in ("cdf", "num_symbols", "offset"):
+        assert np.array_equal(getattr(built, key), getattr(model.y_tables, key)), key
+    fix_scales = model.layers["h_s_scales"].fix_out
+    assert np.array_equal(build_scale_lut(fix_scales, scale_grid()), model.scale_lut)
+    rng = np.random.default_rng(0)
+    scales = rng.integers(-128, 128, (4, 3, 5)).astype(np.int8)
+    means = rng.integers(-128, 128, (4, 3, 5)).astype(np.int8)
+    got = codec.net.y_coding_params(scales, means)
+    want = table_indexes(scales, means, model.scale_lut, model.layers["h_s_means"].fix_out, MEAN_FRAC_BITS)
+    assert all(np.array_equal(g, w) for g, w in zip(got, want))

@@ -204,6 +204,7 @@ def test_exact_float_dtype_choice():
     assert conv_mod._exact_float_dtype(5000, np.full(1, -128, np.int8), np.full(1, -128, np.int8)) is np.float64
 
 
+@pytest.mark.slow
 def test_numba_int64_accumulator_path():
     """FXP-A1: the numba kernels give the same result with an int64 accumulator as with int32."""
     from fxlic.fxp._numba_kernels import conv2d_polyphase, conv_transpose2d_gather

@@ -6,6 +6,8 @@ import sys
 GOLDEN_PATH = [
     "fxlic", "fxlic.fxp", "fxlic.reference", "fxlic.reference.hyperprior", "fxlic.entropy", "fxlic.golden",
     "fxlic.golden.vectors", "fxlic.codec", "fxlic.imageio", "fxlic.cli", "fxlic.models", "fxlic.rd",
+    "fxlic.entropy.conditional", "fxlic.golden.goldenset", "fxlic.golden.cli", "fxlic.board.session",
+    "fxlic.board.cli", "fxlic.batch", "fxlic.errors", "fxlic.options", "fxlic.rd.evaluate", "fxlic.rd.cli",
 ]
 
 

@@ -352,3 +352,88 @@ def test_rd_never_imports_torch() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---- issue 15: NumPy-only metrics and BD-rate, eval inputs, plot title and labels ---------------------------------
+def test_numpy_filter_matches_scipy() -> None:
+    """The NumPy 'valid' filter of MS-SSIM equals scipy.ndimage.correlate1d (SciPy is a dev extra only)."""
+    ndimage = pytest.importorskip("scipy.ndimage")
+    from fxlic.rd.metrics import _filter_valid
+
+    x = np.random.default_rng(3).uniform(0, 255, (40, 33, 3))
+    win = gaussian_window()
+    k, c = win.size, win.size // 2
+    want = ndimage.correlate1d(x, win, axis=0, mode="constant")[c : x.shape[0] - (k - 1 - c)]
+    want = ndimage.correlate1d(want, win, axis=1, mode="constant")[:, c : x.shape[1] - (k - 1 - c)]
+    assert np.allclose(_filter_valid(x, win), want, rtol=0, atol=1e-9)
+
+
+def test_numpy_pchip_matches_scipy() -> None:
+    """The NumPy PCHIP integral equals SciPy's PchipInterpolator.integrate on random curves."""
+    interpolate = pytest.importorskip("scipy.interpolate")
+    from fxlic.rd.bdrate import pchip_integral
+
+    rng = np.random.default_rng(5)
+    for trial in range(300):
+        n = int(rng.integers(2, 9))
+        x = np.cumsum(rng.uniform(0.05, 1.0, n))
+        y = rng.normal(size=n) if trial % 2 else np.cumsum(rng.uniform(0, 2, n))
+        lo, hi = np.sort(rng.uniform(x[0], x[-1], 2))
+        want = float(interpolate.PchipInterpolator(x, y, extrapolate=False).integrate(lo, hi))
+        assert pchip_integral(x, y, lo, hi) == pytest.approx(want, rel=1e-12, abs=1e-12)
+
+
+def test_eval_accepts_files_and_any_format(tmp_path: Path, kodak_image) -> None:
+    """`fxlic eval --images file.png` crashed with NotADirectoryError; files, folders, JPEG/WebP are accepted,
+    and the data set name ends up in the JSON (the plot's default title)."""
+    from PIL import Image
+
+    png = tmp_path / "one.png"
+    Image.fromarray(kodak_image(1, (0, 0, 176, 176))).save(png)
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    Image.fromarray(kodak_image(2, (0, 0, 176, 176))).save(folder / "two.webp", lossless=True)
+    out = tmp_path / "eval"
+    proc = subprocess.run([sys.executable, "-m", "fxlic.cli", "eval", "--images", str(png), str(folder),
+                           "--qualities", "4", "--out", str(out), "--dataset", "mine"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    curve = json.loads((out / "meanscale.json").read_text())
+    assert curve["meta"]["images"] == 2 and curve["meta"]["dataset"] == "mine"
+    rows = (out / "meanscale-q4.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["one.png", "two.webp"]
+    missing = subprocess.run([sys.executable, "-m", "fxlic.cli", "eval", "--images", str(tmp_path / "nope"),
+                              "--out", str(tmp_path / "never")], capture_output=True, text=True)
+    assert missing.returncode == 1 and "no such file" in missing.stderr and not (tmp_path / "never").exists()
+
+
+def test_plot_title_and_anchor_labels_do_not_overlap(tmp_path: Path) -> None:
+    """The default title was 'Kodak' whatever the images; anchor labels ending at one point overlapped."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from fxlic.rd import plot as plot_module
+    from fxlic.rd.cli import default_title
+
+    ours = RDCurve("ours", [0.2, 0.5, 1.0], [28.0, 31.0, 34.0], extra={"meta": {"dataset": "clic"}})
+    anchors = [RDCurve(f"anchor {i}", [0.1, 0.6, 1.4], [27.0, 31.0, 34.5 + 0.01 * i]) for i in range(4)]
+    assert default_title([ours]) == "clic" and default_title(anchors) == "Rate-distortion"
+    captured = {}
+    original = plot_module._spread_labels
+
+    def spy(fig, labels, gap_px=1.0):
+        original(fig, labels, gap_px)
+        captured.setdefault("labels", []).extend(labels)
+        captured["fig"] = fig
+
+    plot_module._spread_labels = spy
+    try:
+        plot_module.plot_rd([ours, *anchors], tmp_path / "rd.png", "t", highlight=["ours"])
+    finally:
+        plot_module._spread_labels = original
+    renderer = FigureCanvasAgg(captured["fig"]).get_renderer()
+    boxes = [a.get_window_extent(renderer) for a in captured["labels"]]
+    assert len(boxes) == 4
+    for i in range(len(boxes)):
+        for j in range(i):
+            assert not boxes[i].overlaps(boxes[j]), (i, j)

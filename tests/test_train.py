@@ -87,6 +87,7 @@ def test_weights_only_checkpoint_resumes(train_dir, tmp_path) -> None:
     assert state["model"]["g_a.0.conv.weight"].dtype == torch.float32
 
 
+@pytest.mark.slow
 def test_torchrun_gloo_two_processes(train_dir, tmp_path) -> None:
     """The same command under torchrun: 2 CPU processes, gloo, DDP; rank 0 logs and checkpoints."""
     run = tmp_path / "ddp"

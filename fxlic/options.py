@@ -1,0 +1,25 @@
+"""Command-line options shared by every front end that picks a model (``fxlic encode``, ``fxlic golden make``,
+``fxlic board partition``): one wording, and the --quality help lists what is actually installed."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def shipped_qualities_help() -> str:
+    """'shipped: q0, q2, … (default q4)' for --quality help lines; computed from the installed models."""
+    from fxlic import models
+
+    try:
+        name = models.default_model()
+        qualities = sorted(models.available()[name])
+        return f"{name} ships {', '.join(map(str, qualities))}; default {models.default_quality(name)}"
+    except (KeyError, models.UnknownModelError):
+        return "no model is shipped"
+
+
+def add_model_options(p: argparse.ArgumentParser, what: str = "encode") -> None:
+    """--model, --quality, --model-file, the same in every command that picks a model."""
+    p.add_argument("--model", help=f"shipped model to {what} with (default: the default model; see `fxlic models`)")
+    p.add_argument("--quality", type=int, metavar="Q", help=f"quality index of the model ({shipped_qualities_help()})")
+    p.add_argument("--model-file", metavar="FILE.npz", help="use this integer model file instead of a shipped one")

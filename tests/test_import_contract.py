@@ -1,0 +1,43 @@
+"""The layer contract (tools/import_contract.py) holds for the code and the docs table (issue 15)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _contract():
+    spec = importlib.util.spec_from_file_location("import_contract", REPO / "tools" / "import_contract.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_code_and_docs_follow_the_contract() -> None:
+    contract = _contract()
+    report = contract.check_code()
+    assert report.violations == []
+    assert report.phantoms == []
+    assert contract.docs_table() == contract.table(), "python tools/import_contract.py --write"
+
+
+def test_no_library_module_imports_the_cli() -> None:
+    contract = _contract()
+    report = contract.check_code()
+    assert not [edge for (source, dest), edge in report.edges.items() if dest == "cli"]
+
+
+def test_checker_finds_a_planted_violation(tmp_path, monkeypatch) -> None:
+    """A golden module importing the CLI (as golden/cli.py did before issue 15) and one importing torch fail."""
+    contract = _contract()
+    planted = tmp_path / "planted.py"
+    planted.write_text("def f():\n    from fxlic.cli import load_codec\n    import torch\n")
+    real = contract.modules()
+    monkeypatch.setattr(contract, "modules", lambda: {**real, "fxlic.golden.planted": planted})
+    violations = contract.check_code().violations
+    assert any("fxlic.golden.planted imports fxlic.cli" in v for v in violations)
+    assert any("package torch" in v for v in violations)
