@@ -189,3 +189,23 @@ def test_default_entropy_impl_follows_the_environment(monkeypatch) -> None:
     assert rans.default_impl() == "reference"
     monkeypatch.setenv(rans.PURE_NUMPY_ENV, "0")
     assert rans.default_impl() == "numba"
+
+
+def test_cross_arch_hash_tool_compares_two_platforms(kodak_dir: Path, tmp_path: Path) -> None:
+    """tools/cross_arch_hashes.py, as cross_arch_check.sh drives it, with the Numba path as "host" and the
+    pure-NumPy path as "target": streams and pixels identical both ways, report written, exit 0."""
+    tool = [sys.executable, str(REPO / "tools" / "cross_arch_hashes.py")]
+    image = f"{kodak_dir / 'kodim21.png'}@40,60,64,80"
+    env = {k: v for k, v in os.environ.items() if k != rans.PURE_NUMPY_ENV}
+    host, target, report = tmp_path / "host", tmp_path / "target", tmp_path / "report" / "x"
+    subprocess.run([*tool, "run", "--images", image, "--out", str(host)], check=True, env=env, timeout=300)
+    subprocess.run([*tool, "run", "--images", image, "--out", str(target), "--decode", str(host)], check=True,
+                   env={**env, rans.PURE_NUMPY_ENV: "1"}, timeout=300)
+    subprocess.run([*tool, "decode", str(target), "--into", str(host)], check=True, env=env, timeout=300)
+    proc = subprocess.run([*tool, "compare", str(host), str(target), "--report", str(report)], capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(report.with_suffix(".json").read_text())
+    assert result["all_identical"] and result["target"]["entropy_impl"] == "reference"
+    (row,) = result["images"]
+    assert row["streams_identical"] and row["pixels_identical"] and row["size"] == "80x64"
