@@ -20,7 +20,8 @@
 #     the golden set verified and every stream and decoded image is identical on both sides.
 #
 # Environment: CROSS_ROOT, NUMPY_SPEC, PYTHON (host interpreter with fxlic installed; default .venv/bin/python),
-# MIRROR (Debian mirror, default http://deb.debian.org/debian), SKIP_GOLDEN=1 (skip step 4's verify).
+# MIRROR (Debian mirror, default http://deb.debian.org/debian), SKIP_GOLDEN=1 (skip step 4's verify),
+# REPORT (name of the result files, default <arch>; e.g. aarch64-numpy2 with NUMPY_SPEC='numpy>=2').
 set -euo pipefail
 # The whole script is one block, parsed before it runs: editing the file during a run cannot change the run.
 {
@@ -41,6 +42,7 @@ PYTHON=${PYTHON:-$REPO/.venv/bin/python}
 CROSS_ROOT=${CROSS_ROOT:-$(dirname "$REPO")/fxlic-cross/$ARCH-root}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
 OUT=$REPO/results/cross-arch
+REPORT=${REPORT:-$ARCH}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/fxlic-cross-$ARCH.XXXXXX")
 mkdir -p "$OUT"
 log() { echo "[cross-arch $ARCH] $*" >&2; }
@@ -127,10 +129,10 @@ if [ "${SKIP_GOLDEN:-0}" != 1 ]; then
   log "golden verify in the $ARCH root"
   set +e
   /usr/bin/time -f "%e s wall, %U s user CPU" chroot "$CROSS_ROOT" env -i PATH=/usr/bin:/bin HOME=/root \
-    "${ENV_VARS[@]}" nice -n 10 "$VENV/bin/fxlic" golden verify "$CHECK/golden" > "$OUT/$ARCH-golden-verify.txt" 2>&1
+    "${ENV_VARS[@]}" nice -n 10 "$VENV/bin/fxlic" golden verify "$CHECK/golden" > "$OUT/$REPORT-golden-verify.txt" 2>&1
   golden_rc=$?
   set -e
-  cat "$OUT/$ARCH-golden-verify.txt" >&2
+  cat "$OUT/$REPORT-golden-verify.txt" >&2
 else
   golden_rc=0
 fi
@@ -145,10 +147,10 @@ cp -r "$CROSS_ROOT$CHECK/target" "$WORK/target"
 log "host: decode the $ARCH streams"
 "$PYTHON" tools/cross_arch_hashes.py decode "$WORK/target" --into "$WORK/host" >&2
 set +e
-"$PYTHON" tools/cross_arch_hashes.py compare "$WORK/host" "$WORK/target" --report "$OUT/$ARCH"
+"$PYTHON" tools/cross_arch_hashes.py compare "$WORK/host" "$WORK/target" --report "$OUT/$REPORT"
 compare_rc=$?
 set -e
-cp "$WORK/target.log" "$OUT/$ARCH-target.log"
+cp "$WORK/target.log" "$OUT/$REPORT-target.log"
 log "golden verify exit $golden_rc, stream/pixel comparison exit $compare_rc"
 [ "$golden_rc" = 0 ] && [ "$compare_rc" = 0 ]
 exit
