@@ -144,51 +144,53 @@ def _load_committed(folder: Path, image: dict, report: ImageReport) -> dict[str,
 
 def _isolated_steps(codec: Codec, stored: dict[str, np.ndarray], pixels: np.ndarray,
                     stored_stream: bytes) -> list[tuple[str, Callable[[], np.ndarray]]]:
-    """(committed tensor, recompute it from its committed input) for every step, in data-flow order."""
+    """(committed tensor, recompute it from its committed input) for every step, in data-flow order:
+    the encoder (input, g_a, ŷ, h_a, ẑ, h_s, heads, table index, μ_r), then the decoder (ẑ entropy-decoded
+    from the committed stream, h_s, heads, ŷ entropy-decoded with the tables of the committed heads, g_s)."""
     net, impl = codec.net, codec.net.impl
-    steps: list[tuple[str, Callable[[], np.ndarray]]] = [("input", lambda: pixels_to_input(pad_image(pixels)))]
+    steps: list[tuple[str, Callable[[], np.ndarray]]] = []
 
-    def chain(layers: list, first_input: str, prefix: str = "") -> None:
-        source = first_input
+    def chain(layers: list, source: str, prefix: str = "") -> None:
         for layer in layers:
             steps.append((prefix + layer.name, lambda layer=layer, source=source: layer(stored[source], impl=impl)))
             source = prefix + layer.name
 
-    chain(net.g_a, "input")
-    y_name = net.g_a[-1].name
-    steps.append(("y_hat", lambda: net.quantize_latent(stored[y_name], net.fix_y)))
-    chain(net.h_a, y_name)
-    z_name = net.h_a[-1].name
-    steps.append(("z_hat", lambda: net.quantize_latent(stored[z_name], net.fix_z)))
-    for prefix in ("", DECODER_PREFIX):
-        chain(net.h_s, prefix + "z_hat", prefix)
+    def heads(prefix: str) -> None:
         hidden = prefix + net.h_s[-1].name
-        heads = [net.h_s_scales] + ([net.h_s_means] if net.h_s_means is not None else [])
-        for head in heads:
-            steps.append((prefix + head.name, lambda head=head, hidden=hidden: head(stored[hidden], impl=impl)))
+        for head in [net.h_s_scales] + ([net.h_s_means] if net.h_s_means is not None else []):
+            steps.append((prefix + head.name, lambda head=head: head(stored[hidden], impl=impl)))
 
-    def coding_params(prefix: str = "") -> tuple[np.ndarray, np.ndarray]:
+    def coding_params(prefix: str) -> tuple[np.ndarray, np.ndarray]:
         means = stored[prefix + net.h_s_means.name] if net.h_s_means is not None else None
         return net.y_coding_params(stored[prefix + net.h_s_scales.name], means)
 
-    steps.append(("y_table", lambda: coding_params()[0]))
-    steps.append(("y_mean", lambda: coding_params()[1]))
-
-    # Entropy decoding of the committed stream, with the committed decoder-side table choice.
-    def streams() -> list[bytes]:
-        return unpack(stored_stream)[1]
+    def stream(index: int) -> bytes:
+        return unpack(stored_stream)[1][index]
 
     def z_from_stream() -> np.ndarray:
         shape = stored[DECODER_PREFIX + "z_hat"].shape
-        return decode_symbols(streams()[0], Codec._z_table_index(shape), codec.model.z_tables).reshape(shape)
+        return decode_symbols(stream(0), Codec._z_table_index(shape), codec.model.z_tables).reshape(shape)
 
     def y_from_stream() -> np.ndarray:
         table, mean_r = coding_params(DECODER_PREFIX)
-        symbols = decode_symbols(streams()[1], table.reshape(-1), codec.model.y_tables)
+        symbols = decode_symbols(stream(1), table.reshape(-1), codec.model.y_tables)
         return symbols.reshape(table.shape).astype(np.int64) + mean_r
 
-    steps.insert(next(i for i, (name, _) in enumerate(steps) if name.startswith(DECODER_PREFIX)),
-                 (DECODER_PREFIX + "z_hat", z_from_stream))
+    y_name, z_name = net.g_a[-1].name, net.h_a[-1].name
+    # encoder
+    steps.append(("input", lambda: pixels_to_input(pad_image(pixels))))
+    chain(net.g_a, "input")
+    steps.append(("y_hat", lambda: net.quantize_latent(stored[y_name], net.fix_y)))
+    chain(net.h_a, y_name)
+    steps.append(("z_hat", lambda: net.quantize_latent(stored[z_name], net.fix_z)))
+    chain(net.h_s, "z_hat")
+    heads("")
+    steps.append(("y_table", lambda: coding_params("")[0]))
+    steps.append(("y_mean", lambda: coding_params("")[1]))
+    # decoder
+    steps.append((DECODER_PREFIX + "z_hat", z_from_stream))
+    chain(net.h_s, DECODER_PREFIX + "z_hat", DECODER_PREFIX)
+    heads(DECODER_PREFIX)
     steps.append((DECODER_PREFIX + "y_hat", y_from_stream))
     chain(net.g_s, DECODER_PREFIX + "y_hat", DECODER_PREFIX)
     return steps

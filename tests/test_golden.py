@@ -110,3 +110,19 @@ def test_first_mismatch() -> None:
     b[1, 2, 3] = 5
     assert first_mismatch(a, b) == "1 of 24 differ; first at (1, 2, 3): expected 0, got 5"
     assert "shape" in first_mismatch(a, a[:1])
+
+
+def test_a_corrupted_committed_stream_is_reported_at_the_decoder(codec, fresh_set) -> None:
+    """A flipped byte in a committed stream: reported, not raised; the layer-by-layer pass names the
+    decoder's first step (entropy decoding of ẑ from the container), with the container's CRC error —
+    every encoder-side step still reproduces its committed output."""
+    path = fresh_set / "b" / "bitstream.fxl"
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x5A
+    path.write_bytes(bytes(data))
+    report = verify_set(codec, fresh_set)[1]
+    assert any(line.startswith("bitstream:") for line in report.mismatches)
+    assert any(line.startswith("committed bitstream does not decode: ") for line in report.mismatches)
+    assert report.first_divergence.startswith(DECODER_PREFIX + "z_hat (from its committed input): cannot recompute")
+    assert "CRC" in report.first_divergence
+    assert all(line.startswith(DECODER_PREFIX) for line in report.layer_mismatches)
