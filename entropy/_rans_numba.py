@@ -12,6 +12,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+# Decoder status codes (rans.py maps them to messages); numba reads them as compile-time constants.
+from ._rans_status import ERR_BAD_ESCAPE, ERR_FINAL_STATE, ERR_INITIAL_STATE, ERR_TRAILING, ERR_TRUNCATED, OK
+
 # Keep in sync with rans.py (checked there at import).
 RANS_L = 1 << 23  # normalized state interval [RANS_L, STATE_END)               (ENT-1)
 STATE_END = 1 << 31
@@ -21,14 +24,6 @@ IO_MASK = (1 << IO_BITS) - 1
 PREC_MASK = (1 << PREC) - 1
 # ENT-3: x_max(f) = ((RANS_L >> PREC) << IO_BITS) * f = f << XMAX_SHIFT
 XMAX_SHIFT = 23 - PREC + IO_BITS
-
-# Decoder status codes (rans.py maps them to messages).
-OK = 0
-ERR_TRUNCATED = 1  # needed a byte past the end of the stream
-ERR_BAD_ESCAPE = 2  # escaped value lies inside the table's direct range (never produced by ENT-E2)
-ERR_FINAL_STATE = 3  # final state != RANS_L
-ERR_TRAILING = 4  # bytes left over after the last symbol
-ERR_INITIAL_STATE = 5  # initial state outside [RANS_L, STATE_END)
 
 
 @njit(cache=True, nogil=True)

@@ -14,14 +14,19 @@ A value outside its table's direct range is coded as the table's ESC symbol foll
 16-bit two's-complement word, coded as a symbol of frequency 1 at precision 16 (ENT-E1 ... ENT-E3).
 
 Two implementations, byte-identical: ``impl="reference"`` (plain Python ints, a line-by-line transcript
-of the spec) and ``impl="numba"`` (the fast path, ``_rans_numba``).
+of the spec) and ``impl="numba"`` (the fast path, ``_rans_numba``). ``impl=None`` picks one at run time
+(:func:`default_impl`): Numba unless ``FXLIC_PURE_NUMPY=1`` is set or Numba cannot be imported. Numba is
+imported only when its kernels are first used, so the plain path runs on a machine without it.
 """
 
 from __future__ import annotations
 
+import os
+from types import ModuleType
+
 import numpy as np
 
-from . import _rans_numba as _nb
+from . import _rans_status as _st
 from .tables import PRECISION, PROB_TOTAL, VALUE_MAX, VALUE_MIN, TableSet
 
 __all__ = [
@@ -29,6 +34,8 @@ __all__ = [
     "RANS_L",
     "STATE_END",
     "IO_BITS",
+    "PURE_NUMPY_ENV",
+    "default_impl",
     "encode_symbols",
     "decode_symbols",
 ]
@@ -42,18 +49,46 @@ IO_BITS = 8
 _IO_MASK = (1 << IO_BITS) - 1
 _PREC_MASK = (1 << PRECISION) - 1
 _IMPLS = ("numba", "reference")
+PURE_NUMPY_ENV = "FXLIC_PURE_NUMPY"
+"""Environment variable: ``1`` selects the plain (no-Numba) rANS coder wherever ``impl`` is left unset."""
 
-assert (_nb.RANS_L, _nb.STATE_END, _nb.PREC, _nb.IO_BITS) == (RANS_L, STATE_END, PRECISION, IO_BITS)
 assert RANS_L % PROB_TOTAL == 0 and STATE_END == RANS_L << IO_BITS
+
+
+def _numba_kernels() -> ModuleType:
+    """The Numba kernels, imported on first use (numba's import and JIT cost is paid only here)."""
+    from . import _rans_numba as nb
+
+    assert (nb.RANS_L, nb.STATE_END, nb.PREC, nb.IO_BITS) == (RANS_L, STATE_END, PRECISION, IO_BITS)
+    return nb
+
+
+def default_impl() -> str:
+    """``"reference"`` when ``FXLIC_PURE_NUMPY=1`` or Numba is not importable, else ``"numba"``.
+
+    Both give identical bytes and values (tests/test_rans.py), so the choice only affects speed.
+    Read on every call, so that a process can switch (tests do).
+    """
+    if os.environ.get(PURE_NUMPY_ENV, "") == "1":
+        return "reference"
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return "reference"
+    return "numba"
 
 
 class EntropyDecodeError(ValueError):
     """The compressed data is not a valid stream for these tables and table indices."""
 
 
-def _check_impl(impl: str) -> None:
+def _check_impl(impl: str | None) -> str:
+    """The implementation to run: ``impl``, or :func:`default_impl` for None."""
+    if impl is None:
+        return default_impl()
     if impl not in _IMPLS:
         raise ValueError(f"impl must be one of {_IMPLS}, got {impl!r}")
+    return impl
 
 
 def _table_index_array(table_index: np.ndarray, tables: TableSet) -> np.ndarray:
@@ -72,14 +107,15 @@ def _table_index_array(table_index: np.ndarray, tables: TableSet) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------
 
 
-def encode_symbols(values: np.ndarray, table_index: np.ndarray, tables: TableSet, impl: str = "numba") -> bytes:
+def encode_symbols(values: np.ndarray, table_index: np.ndarray, tables: TableSet, impl: str | None = None) -> bytes:
     """Encode ``values[i]`` with table ``table_index[i]``.
 
     Args:
         values: integer array, any shape, every value in int16 ``[-32768, 32767]``; coded in C order.
         table_index: integer array of the same shape, entries in ``[0, T)``.
         tables: the tables.
-        impl: ``"numba"`` (fast) or ``"reference"`` (plain Python); the bytes are identical.
+        impl: ``"numba"`` (fast) or ``"reference"`` (plain Python); the bytes are identical. None:
+            :func:`default_impl`.
 
     Returns:
         The stream (ENT-4), at least 4 bytes (an empty input gives the 4-byte initial state).
@@ -87,7 +123,7 @@ def encode_symbols(values: np.ndarray, table_index: np.ndarray, tables: TableSet
     Raises:
         ValueError: shape mismatch, non-integer input, value outside int16, table index out of range.
     """
-    _check_impl(impl)
+    impl = _check_impl(impl)
     v = np.asarray(values)
     if v.dtype.kind not in "iu":
         raise ValueError(f"values must be an integer array, got dtype {v.dtype}")
@@ -100,7 +136,7 @@ def encode_symbols(values: np.ndarray, table_index: np.ndarray, tables: TableSet
     ti = _table_index_array(table_index, tables)
     if impl == "reference":
         return _encode_reference(vals.tolist(), ti.tolist(), tables)
-    buf, start = _nb.encode_kernel(vals, ti, tables.cdf, tables.num_symbols, tables.offset)
+    buf, start = _numba_kernels().encode_kernel(vals, ti, tables.cdf, tables.num_symbols, tables.offset)
     return buf[start:].tobytes()
 
 
@@ -139,11 +175,11 @@ def _encode_reference(values: list[int], table_index: list[int], tables: TableSe
 # ---------------------------------------------------------------------------------------------------
 
 _MESSAGES = {
-    _nb.ERR_TRUNCATED: "truncated: stream ended while decoding symbol {i} of {n}",
-    _nb.ERR_BAD_ESCAPE: "invalid escape at symbol {i}: escaped value lies in the table's direct range",
-    _nb.ERR_FINAL_STATE: "final state mismatch after {n} symbols: stream corrupted or wrong tables",
-    _nb.ERR_TRAILING: "{extra} unread bytes after {n} symbols: stream corrupted or wrong symbol count",
-    _nb.ERR_INITIAL_STATE: "initial state outside [2^23, 2^31): not a valid rANS stream",
+    _st.ERR_TRUNCATED: "truncated: stream ended while decoding symbol {i} of {n}",
+    _st.ERR_BAD_ESCAPE: "invalid escape at symbol {i}: escaped value lies in the table's direct range",
+    _st.ERR_FINAL_STATE: "final state mismatch after {n} symbols: stream corrupted or wrong tables",
+    _st.ERR_TRAILING: "{extra} unread bytes after {n} symbols: stream corrupted or wrong symbol count",
+    _st.ERR_INITIAL_STATE: "initial state outside [2^23, 2^31): not a valid rANS stream",
 }
 
 
@@ -151,14 +187,14 @@ def _raise(status: int, i: int, n: int, pos: int, m: int) -> None:
     raise EntropyDecodeError(_MESSAGES[status].format(i=i, n=n, extra=m - pos))
 
 
-def decode_symbols(data: bytes, table_index: np.ndarray, tables: TableSet, impl: str = "numba") -> np.ndarray:
+def decode_symbols(data: bytes, table_index: np.ndarray, tables: TableSet, impl: str | None = None) -> np.ndarray:
     """Decode the values coded by :func:`encode_symbols` with the same ``table_index`` and ``tables``.
 
     Args:
         data: the stream (bytes-like).
         table_index: integer array (any shape) of entries in ``[0, T)``; its size is the symbol count.
         tables: the tables.
-        impl: ``"numba"`` or ``"reference"``.
+        impl: ``"numba"`` or ``"reference"``; None: :func:`default_impl`.
 
     Returns:
         int32 array with the shape of ``table_index``, values in int16 range.
@@ -169,7 +205,7 @@ def decode_symbols(data: bytes, table_index: np.ndarray, tables: TableSet, impl:
             exception, a hang or an out-of-bounds read, whatever ``data`` holds.
         ValueError: invalid ``table_index`` or ``impl`` (caller errors, not data errors).
     """
-    _check_impl(impl)
+    impl = _check_impl(impl)
     ti = _table_index_array(table_index, tables)
     shape = np.shape(table_index)
     buf = bytes(data)
@@ -178,13 +214,13 @@ def decode_symbols(data: bytes, table_index: np.ndarray, tables: TableSet, impl:
     n = ti.size
     if impl == "reference":
         out_list, status, i, pos = _decode_reference(buf, ti.tolist(), tables)
-        if status != _nb.OK:
+        if status != _st.OK:
             _raise(status, i, n, pos, len(buf))
         return np.asarray(out_list, dtype=np.int32).reshape(shape)
     out = np.empty(n, dtype=np.int32)
     arr = np.frombuffer(buf, dtype=np.uint8)
-    status, i, pos = _nb.decode_kernel(arr, ti, tables.cdf, tables.num_symbols, tables.offset, out)
-    if status != _nb.OK:
+    status, i, pos = _numba_kernels().decode_kernel(arr, ti, tables.cdf, tables.num_symbols, tables.offset, out)
+    if status != _st.OK:
         _raise(int(status), int(i), n, int(pos), len(buf))
     return out.reshape(shape)
 
@@ -199,7 +235,7 @@ def _decode_reference(data: bytes, table_index: list[int], tables: TableSet) -> 
     x = int.from_bytes(data[:4], "little")  # ENT-5
     pos = 4
     if not RANS_L <= x < STATE_END:
-        return out, _nb.ERR_INITIAL_STATE, 0, pos
+        return out, _st.ERR_INITIAL_STATE, 0, pos
 
     def advance(x: int, c: int, f: int, pos: int) -> tuple[int, int, bool]:
         # ENT-6 step for a symbol (c, f) whose slot is x & 0xFFFF, then ENT-7 renormalization.
@@ -220,7 +256,7 @@ def _decode_reference(data: bytes, table_index: list[int], tables: TableSet) -> 
             s += 1
         x, pos, ok = advance(x, row[s], row[s + 1] - row[s], pos)
         if not ok:
-            return out, _nb.ERR_TRUNCATED, i, pos
+            return out, _st.ERR_TRUNCATED, i, pos
         if s < n_t - 1:
             out.append(off[t] + s)
             continue
@@ -228,13 +264,13 @@ def _decode_reference(data: bytes, table_index: list[int], tables: TableSet) -> 
         raw = x & _PREC_MASK
         x, pos, ok = advance(x, raw, 1, pos)
         if not ok:
-            return out, _nb.ERR_TRUNCATED, i, pos
+            return out, _st.ERR_TRUNCATED, i, pos
         v = raw - 0x10000 if raw >= 0x8000 else raw
         if 0 <= v - off[t] < n_t - 1:
-            return out, _nb.ERR_BAD_ESCAPE, i, pos
+            return out, _st.ERR_BAD_ESCAPE, i, pos
         out.append(v)
     if x != RANS_L:  # ENT-8
-        return out, _nb.ERR_FINAL_STATE, len(table_index), pos
+        return out, _st.ERR_FINAL_STATE, len(table_index), pos
     if pos != m:
-        return out, _nb.ERR_TRAILING, len(table_index), pos
-    return out, _nb.OK, len(table_index), pos
+        return out, _st.ERR_TRAILING, len(table_index), pos
+    return out, _st.OK, len(table_index), pos

@@ -58,8 +58,12 @@ class DecodeError(ValueError):
 class Codec:
     """The golden codec for one integer model file."""
 
-    def __init__(self, model: ModelFile, impl: str = "blas") -> None:
+    def __init__(self, model: ModelFile, impl: str = "blas", entropy_impl: str | None = None) -> None:
+        """``impl``: conv implementation ("blas" and "reference" are NumPy only, "numba"); ``entropy_impl``:
+        rANS coder ("numba", "reference" = plain Python; None = chosen at run time, see
+        ``fxlic.entropy.rans.default_impl``). All combinations give identical bytes and pixels."""
         self.model = model
+        self.entropy_impl = entropy_impl
         self.net = IntegerHyperprior(model, impl=impl)
         self.model_hash = model.content_hash()
 
@@ -79,11 +83,11 @@ class Codec:
         z_hat = self.net.quantize_latent(z, self.net.fix_z)
         trace["y_hat"], trace["z_hat"] = y_hat, z_hat
         z_stream = encode_symbols(z_hat.reshape(-1).astype(np.int32), factorized_table_indexes(z_hat.shape),
-                                  self.model.z_tables)
+                                  self.model.z_tables, impl=self.entropy_impl)
         scales, means = self.net.hyper_synthesis(z_hat, trace)
         table, mean_r = self.net.y_coding_params(scales, means)
         symbols = y_hat.astype(np.int32) - mean_r
-        y_stream = encode_symbols(symbols.reshape(-1), table.reshape(-1), self.model.y_tables)
+        y_stream = encode_symbols(symbols.reshape(-1), table.reshape(-1), self.model.y_tables, impl=self.entropy_impl)
         header = StreamHeader(model_name=self.model.name, model_hash=self.model_hash[:HASH_BYTES],
                               quality=self.model.quality, width=width, height=height, colour=colour)
         return CodingResult(pack(header, [z_stream, y_stream]), y_hat, z_hat, table, mean_r,
@@ -99,11 +103,12 @@ class Codec:
         z_shape = self.net.hyper_latent_shape(header.height, header.width)
         y_shape = self.net.latent_shape(header.height, header.width)
         try:
-            z_values = decode_symbols(streams[0], factorized_table_indexes(z_shape), self.model.z_tables)
+            z_values = decode_symbols(streams[0], factorized_table_indexes(z_shape), self.model.z_tables,
+                                      impl=self.entropy_impl)
             z_hat = _as_int8(z_values, z_shape, "ẑ")
             scales, means = self.net.hyper_synthesis(z_hat, trace)
             table, mean_r = self.net.y_coding_params(scales, means)
-            symbols = decode_symbols(streams[1], table.reshape(-1), self.model.y_tables)
+            symbols = decode_symbols(streams[1], table.reshape(-1), self.model.y_tables, impl=self.entropy_impl)
         except EntropyDecodeError as exc:
             raise DecodeError(f"corrupted entropy-coded data: {exc}") from None
         y_hat = _as_int8(symbols.reshape(y_shape).astype(np.int64) + mean_r, y_shape, "ŷ")

@@ -83,6 +83,13 @@ def verify_main(args: argparse.Namespace) -> int:
         print(f"  {report.name:32s} {report.checked:3d} tensors/streams checked  {status}")
         for line in report.mismatches[:5]:
             print(f"      {line}")
+        if len(report.mismatches) > 5:
+            more = ", ".join(line.split(":")[0] for line in report.mismatches[5:])
+            print(f"      … and {len(report.mismatches) - 5} more: {more}")
+        if report.layer_mismatches:
+            print(f"    first divergence, layer by layer from the committed tensors: {report.first_divergence}")
+            for line in report.layer_mismatches[1:5]:
+                print(f"      then {line}")
     print(f"{len(reports) - len(failed)}/{len(reports)} images bit-exact "
           f"(encode → bitstream → decode, every layer) in {time.perf_counter() - start:.1f} s")
     return 1 if failed else 0

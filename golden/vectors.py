@@ -11,7 +11,8 @@ Layout of a set (spec: docs/golden.md)::
 
 Every array's manifest entry carries shape, dtype, fix position and the SHA-256 of its C-order bytes.
 ``verify_set`` recomputes everything with the integer reference and reports, per image, the first
-mismatch (tensor, index, expected, got).
+mismatch (tensor, index, expected, got); when anything differs it also recomputes every layer from its
+committed input (``localize``), which names the first layer and element the platform gets wrong.
 """
 
 from __future__ import annotations
@@ -19,13 +20,18 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from fxlic.codec import Codec
+from fxlic.codec import Codec, DecodeError, pad_image, pixels_to_input
+from fxlic.entropy.bitstream import BitstreamError, unpack
+from fxlic.entropy.conditional import factorized_table_indexes
+from fxlic.entropy.rans import decode_symbols
 from fxlic.imageio import encode_png, read_image
+from fxlic.reference.modelfile import little_endian
 
 from .goldenset import DECODER_PREFIX
 
@@ -33,7 +39,8 @@ SPEC_VERSION = 1
 
 
 def sha256_array(array: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+    """SHA-256 of the array's C-order bytes in little-endian form (the same on a big-endian host)."""
+    return hashlib.sha256(little_endian(array).tobytes()).hexdigest()
 
 
 def _fix_positions(codec: Codec) -> dict[str, int]:
@@ -89,13 +96,26 @@ def make_set(codec: Codec, images: dict[str, np.ndarray], out: str | Path) -> di
 
 @dataclass
 class ImageReport:
+    """Outcome of verifying one image of a golden set.
+
+    ``mismatches``: everything that differs, end to end (re-encode, committed stream decode).
+    ``layer_mismatches``: filled only when something differs: each step (layer, latent rounding, table
+    selection, entropy decode) recomputed in isolation from its *committed* input, in data-flow order —
+    the first entry is the first step this platform computes differently (``first_divergence``).
+    """
+
     name: str
     checked: int = 0
     mismatches: list[str] = field(default_factory=list)
+    layer_mismatches: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.mismatches
+        return not self.mismatches and not self.layer_mismatches
+
+    @property
+    def first_divergence(self) -> str | None:
+        return self.layer_mismatches[0] if self.layer_mismatches else None
 
 
 def first_mismatch(expected: np.ndarray, got: np.ndarray) -> str | None:
@@ -110,8 +130,100 @@ def first_mismatch(expected: np.ndarray, got: np.ndarray) -> str | None:
             f"expected {expected[index]}, got {got[index]}")
 
 
+def _load_committed(folder: Path, image: dict, report: ImageReport) -> dict[str, np.ndarray]:
+    """The committed arrays of one image whose files match their manifest hashes (others are reported)."""
+    stored: dict[str, np.ndarray] = {}
+    for name, entry in image["arrays"].items():
+        array = np.load(folder / entry["file"], allow_pickle=False)
+        if sha256_array(array) != entry["sha256"]:
+            report.mismatches.append(f"{name}: stored file does not match its manifest hash")
+            continue
+        stored[name] = array
+    return stored
+
+
+def _isolated_steps(codec: Codec, stored: dict[str, np.ndarray], pixels: np.ndarray,
+                    stored_stream: bytes) -> list[tuple[str, Callable[[], np.ndarray]]]:
+    """(committed tensor, recompute it from its committed input) for every step, in data-flow order:
+    the encoder (input, g_a, ŷ, h_a, ẑ, h_s, heads, table index, μ_r), then the decoder (ẑ entropy-decoded
+    from the committed stream, h_s, heads, ŷ entropy-decoded with the tables of the committed heads, g_s)."""
+    net, impl = codec.net, codec.net.impl
+    steps: list[tuple[str, Callable[[], np.ndarray]]] = []
+
+    def chain(layers: list, source: str, prefix: str = "") -> None:
+        for layer in layers:
+            steps.append((prefix + layer.name, lambda layer=layer, source=source: layer(stored[source], impl=impl)))
+            source = prefix + layer.name
+
+    def heads(prefix: str) -> None:
+        hidden = prefix + net.h_s[-1].name
+        for head in [net.h_s_scales] + ([net.h_s_means] if net.h_s_means is not None else []):
+            steps.append((prefix + head.name, lambda head=head: head(stored[hidden], impl=impl)))
+
+    def coding_params(prefix: str) -> tuple[np.ndarray, np.ndarray]:
+        means = stored[prefix + net.h_s_means.name] if net.h_s_means is not None else None
+        return net.y_coding_params(stored[prefix + net.h_s_scales.name], means)
+
+    def stream(index: int) -> bytes:
+        return unpack(stored_stream)[1][index]
+
+    def z_from_stream() -> np.ndarray:
+        shape = stored[DECODER_PREFIX + "z_hat"].shape
+        return decode_symbols(stream(0), factorized_table_indexes(shape), codec.model.z_tables).reshape(shape)
+
+    def y_from_stream() -> np.ndarray:
+        table, mean_r = coding_params(DECODER_PREFIX)
+        symbols = decode_symbols(stream(1), table.reshape(-1), codec.model.y_tables)
+        return symbols.reshape(table.shape).astype(np.int64) + mean_r
+
+    y_name, z_name = net.g_a[-1].name, net.h_a[-1].name
+    # encoder
+    steps.append(("input", lambda: pixels_to_input(pad_image(pixels))))
+    chain(net.g_a, "input")
+    steps.append(("y_hat", lambda: net.quantize_latent(stored[y_name], net.fix_y)))
+    chain(net.h_a, y_name)
+    steps.append(("z_hat", lambda: net.quantize_latent(stored[z_name], net.fix_z)))
+    chain(net.h_s, "z_hat")
+    heads("")
+    steps.append(("y_table", lambda: coding_params("")[0]))
+    steps.append(("y_mean", lambda: coding_params("")[1]))
+    # decoder
+    steps.append((DECODER_PREFIX + "z_hat", z_from_stream))
+    chain(net.h_s, DECODER_PREFIX + "z_hat", DECODER_PREFIX)
+    heads(DECODER_PREFIX)
+    steps.append((DECODER_PREFIX + "y_hat", y_from_stream))
+    chain(net.g_s, DECODER_PREFIX + "y_hat", DECODER_PREFIX)
+    return steps
+
+
+def localize(codec: Codec, stored: dict[str, np.ndarray], pixels: np.ndarray, stored_stream: bytes) -> list[str]:
+    """Recompute every step of a golden image from its committed input; one line per step that differs.
+
+    Unlike the end-to-end check, a difference here cannot be inherited from an earlier step: the first
+    line names the first layer (or latent rounding, table choice, entropy decode) and element this
+    platform computes differently, even when the stream no longer decodes.
+    """
+    lines = []
+    for name, recompute in _isolated_steps(codec, stored, pixels, stored_stream):
+        if name not in stored:
+            continue
+        try:
+            problem = first_mismatch(stored[name], np.asarray(recompute()))
+        except (KeyError, ValueError) as exc:  # a missing input, an undecodable stream
+            problem = f"cannot recompute from the committed input ({type(exc).__name__}: {exc})"
+        if problem:
+            lines.append(f"{name} (from its committed input): {problem}")
+    return lines
+
+
 def verify_set(codec: Codec, folder: str | Path) -> list[ImageReport]:
-    """Recompute every tensor, the bitstream and the decoded image of a golden set; report mismatches."""
+    """Recompute every tensor, the bitstream and the decoded image of a golden set; report mismatches.
+
+    End to end first (re-encode the source, compare every tensor and the stream, decode the committed
+    stream); if anything differs, every step is recomputed from its committed input (``localize``) so
+    that the report names the first diverging layer and element. Undecodable streams are reported, not
+    raised.
+    """
     folder = Path(folder)
     manifest = json.loads((folder / "manifest.json").read_text())
     if manifest.get("spec_version") != SPEC_VERSION:
@@ -123,31 +235,42 @@ def verify_set(codec: Codec, folder: str | Path) -> list[ImageReport]:
     for image in manifest["images"]:
         report = ImageReport(image["name"])
         pixels = read_image(folder / image["source"])
-        tensors, bitstream, decoded = golden_tensors(codec, pixels)
-        for name, entry in image["arrays"].items():
-            stored = np.load(folder / entry["file"], allow_pickle=False)
-            if sha256_array(stored) != entry["sha256"]:
-                report.mismatches.append(f"{name}: stored file does not match its manifest hash")
-                continue
-            problem = first_mismatch(stored, tensors.get(name, np.empty(0)))
+        stored = _load_committed(folder, image, report)
+        stored_stream = (folder / image["bitstream"]["file"]).read_bytes()
+        try:
+            tensors, bitstream, decoded = golden_tensors(codec, pixels)
+        except (BitstreamError, DecodeError) as exc:  # this platform's own stream does not decode
+            report.mismatches.append(f"re-encode: its own bitstream does not decode: {exc}")
+            tensors, bitstream, decoded = {}, b"", None
+        for name, expected in stored.items():
             report.checked += 1
+            problem = first_mismatch(expected, tensors[name]) if name in tensors else "not recomputed"
             if problem:
                 report.mismatches.append(f"{name}: {problem}")
-        stored_stream = (folder / image["bitstream"]["file"]).read_bytes()
         report.checked += 1
         if stored_stream != bitstream:
             report.mismatches.append(f"bitstream: {len(bitstream)} bytes, expected {len(stored_stream)}; "
                                      f"first differing byte {_first_byte_diff(stored_stream, bitstream)}")
         # the committed bitstream must decode to the committed image (decoder-only determinism)
         report.checked += 1
-        # identical bytes decode identically (already done above); otherwise decode the committed stream
-        from_stored = decoded if stored_stream == bitstream else codec.decode(stored_stream)
-        problem = first_mismatch(read_image(folder / image["decoded"]["file"]), from_stored)
-        if problem:
-            report.mismatches.append(f"decoded image: {problem}")
-        problem = first_mismatch(from_stored, decoded)
-        if problem:
-            report.mismatches.append(f"re-encoded decode differs: {problem}")
+        if stored_stream == bitstream:  # identical bytes decode identically (already done above)
+            from_stored = decoded
+        else:
+            try:
+                from_stored = codec.decode(stored_stream)
+            except (BitstreamError, DecodeError) as exc:
+                from_stored = None
+                report.mismatches.append(f"committed bitstream does not decode: {exc}")
+        if from_stored is not None:
+            problem = first_mismatch(read_image(folder / image["decoded"]["file"]), from_stored)
+            if problem:
+                report.mismatches.append(f"decoded image: {problem}")
+            if decoded is not None:
+                problem = first_mismatch(from_stored, decoded)
+                if problem:
+                    report.mismatches.append(f"re-encoded decode differs: {problem}")
+        if report.mismatches:
+            report.layer_mismatches = localize(codec, stored, pixels, stored_stream)
         reports.append(report)
     return reports
 

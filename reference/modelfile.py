@@ -9,8 +9,9 @@ An ``.npz`` archive (NumPy's zip of ``.npy`` arrays, readable without torch) hol
 * ``y_tables.*`` and ``z_tables.*``: the integer CDF tables (``fxlic.entropy.tables.TableSet``).
 
 The content hash is SHA-256 over the canonical JSON of ``meta`` and, for each array in name order, its
-name, dtype, shape and bytes. Bitstreams carry its first 16 bytes, so a stream made with other weights
-is refused rather than decoded into garbage.
+name, dtype, shape and bytes, all in little-endian form (``<u4``, whatever the host's byte order), so the
+hash is the same on every machine. Bitstreams carry its first 16 bytes, so a stream made with other
+weights is refused rather than decoded into garbage.
 """
 
 from __future__ import annotations
@@ -69,14 +70,20 @@ class ModelFile:
         return arrays
 
     def content_hash(self) -> bytes:
-        """SHA-256 of the canonical metadata and every array (name, dtype, shape, bytes)."""
+        """SHA-256 of the canonical metadata and every array (name, dtype, shape, bytes).
+
+        Arrays are hashed in their little-endian form, dtype string included (``|i1``, ``<u4``, ``<i4``):
+        a big-endian host computes the same hash as a little-endian one (docs/model-file.md). On a
+        little-endian host this is exactly the bytes in memory, so hashes made before this rule hold.
+        """
         h = hashlib.sha256()
         h.update(json.dumps(self.meta, sort_keys=True, separators=(",", ":")).encode())
         for name, array in sorted(self.arrays().items()):
+            canonical = little_endian(array)
             h.update(name.encode())
-            h.update(array.dtype.str.encode())
-            h.update(repr(array.shape).encode())
-            h.update(np.ascontiguousarray(array).tobytes())
+            h.update(canonical.dtype.str.encode())
+            h.update(repr(canonical.shape).encode())
+            h.update(canonical.tobytes())
         return h.digest()
 
     def save(self, path: str | Path) -> None:
@@ -85,6 +92,16 @@ class ModelFile:
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **payload)
         Path(path).write_bytes(buffer.getvalue())
+
+
+def little_endian(array: np.ndarray) -> np.ndarray:
+    """C-contiguous copy (or view) of ``array`` with a little-endian dtype; values unchanged."""
+    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+
+
+def _native(array: np.ndarray) -> np.ndarray:
+    """``array`` in the host's byte order (the .npy files are little-endian; a big-endian host converts)."""
+    return array.astype(array.dtype.newbyteorder("="), copy=False)
 
 
 def _layer_from_meta(entry: dict, arrays: dict[str, np.ndarray]) -> QuantConv:
@@ -109,7 +126,7 @@ def load_model_file(path: str | Path) -> ModelFile:
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
+            arrays = {key: _native(archive[key]) for key in archive.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise ModelFileError(f"{path}: not a readable model file ({exc})") from None
     if "meta" not in arrays:

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings
+
+# Hypothesis profiles. Properties that pin max_examples in their own @settings keep it; those that do not
+# (the cross-impl determinism property, tests/test_determinism.py) take it from the profile:
+# "ci" (default) for every run of the suite, "nightly" for a long search:
+#     FXLIC_HYPOTHESIS_PROFILE=nightly python -m pytest tests/test_determinism.py
+settings.register_profile("ci", max_examples=30, deadline=None)
+settings.register_profile("nightly", max_examples=500, deadline=None)
+settings.load_profile(os.environ.get("FXLIC_HYPOTHESIS_PROFILE", "ci"))
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

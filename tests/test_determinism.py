@@ -151,7 +151,8 @@ def _random_image(kind: str, height: int, width: int, seed: int) -> np.ndarray:
     return (rng.integers(0, 2, (height, width, 3)) * 255).astype(np.uint8)  # extremes
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# max_examples from the Hypothesis profile (tests/conftest.py): 30 in CI, 500 with the "nightly" profile.
+@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(height=st.integers(1, 80), width=st.integers(1, 80), seed=st.integers(0, 2**32 - 1),
        kind=st.sampled_from(["noise", "smooth", "extremes"]))
 def test_decoded_image_does_not_depend_on_impl(codecs: dict[str, Codec], height: int, width: int, seed: int,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fxlic.golden.cli import default_set
-from fxlic.golden.vectors import first_mismatch, make_set, verify_set
+from fxlic.golden.vectors import DECODER_PREFIX, first_mismatch, make_set, sha256_array, verify_set
 
 
 def test_bundled_golden_set_is_bit_exact(codec) -> None:
@@ -52,6 +52,46 @@ def test_a_changed_value_is_located(codec, fresh_set) -> None:
     assert reports[0].ok and not reports[1].ok
     assert reports[1].mismatches == [f"h_a.1: 1 of {array.size} differ; first at (3, 1, 0): expected "
                                      f"{array[3, 1, 0]}, got {array[3, 1, 0] ^ 1}"]
+    # recomputed from its committed input, h_a.1 is the first step that disagrees with the set
+    assert reports[1].first_divergence.startswith("h_a.1 (from its committed input): 1 of ")
+
+
+@pytest.mark.parametrize("layer", ["g_a.1", "h_s.1"])
+def test_a_one_lsb_rounding_change_is_located(codec, fresh_set, monkeypatch, layer: str) -> None:
+    """A platform whose ``layer`` rounds ties down instead of up (accumulator − 1 before the rounding
+    shift) gets a report naming that layer and element, not an entropy-decoder exception, even though
+    the committed stream no longer decodes (or decodes to other pixels) with it."""
+    from fxlic.fxp.conv import requantize_accumulator
+    from fxlic.fxp.layer import QuantConv
+
+    original = QuantConv.__call__
+
+    def ties_down(self: QuantConv, x: np.ndarray, impl: str = "blas", **kwargs) -> np.ndarray:
+        if self.name != layer:
+            return original(self, x, impl, **kwargs)
+        acc = self.accumulate(x, impl) - 1
+        return requantize_accumulator(acc, self.bias, self.shift_bias, self.shift_cut, self.activation)
+
+    monkeypatch.setattr(QuantConv, "__call__", ties_down)
+    reports = verify_set(codec, fresh_set)
+    assert not any(r.ok for r in reports)
+    for report in reports:
+        assert report.mismatches  # end to end: tensors and stream differ
+        assert report.first_divergence.startswith(f"{layer} (from its committed input): ")
+        assert "first at (" in report.first_divergence
+        # the committed input of every other layer reproduces its committed output
+        names = {line.split(" ")[0] for line in report.layer_mismatches}
+        assert names <= {layer, DECODER_PREFIX + layer}
+        if layer.startswith("h_s"):  # the decoder's h_s also runs on the committed ẑ of the stream
+            assert DECODER_PREFIX + layer in names
+
+
+def test_golden_hashes_are_byte_order_independent() -> None:
+    """sha256_array hashes the little-endian form: a big-endian host gets the manifest's hashes."""
+    values = np.arange(-5, 7, dtype=np.int32).reshape(3, 4)
+    assert sha256_array(values.astype(">i4")) == sha256_array(values.astype("<i4"))
+    little = values.astype("<i4").tobytes()
+    assert sha256_array(values.astype("<i4")) == __import__("hashlib").sha256(little).hexdigest()
 
 
 def test_a_changed_file_without_manifest_update_is_reported(codec, fresh_set) -> None:
@@ -70,3 +110,19 @@ def test_first_mismatch() -> None:
     b[1, 2, 3] = 5
     assert first_mismatch(a, b) == "1 of 24 differ; first at (1, 2, 3): expected 0, got 5"
     assert "shape" in first_mismatch(a, a[:1])
+
+
+def test_a_corrupted_committed_stream_is_reported_at_the_decoder(codec, fresh_set) -> None:
+    """A flipped byte in a committed stream: reported, not raised; the layer-by-layer pass names the
+    decoder's first step (entropy decoding of ẑ from the container), with the container's CRC error —
+    every encoder-side step still reproduces its committed output."""
+    path = fresh_set / "b" / "bitstream.fxl"
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x5A
+    path.write_bytes(bytes(data))
+    report = verify_set(codec, fresh_set)[1]
+    assert any(line.startswith("bitstream:") for line in report.mismatches)
+    assert any(line.startswith("committed bitstream does not decode: ") for line in report.mismatches)
+    assert report.first_divergence.startswith(DECODER_PREFIX + "z_hat (from its committed input): cannot recompute")
+    assert "CRC" in report.first_divergence
+    assert all(line.startswith(DECODER_PREFIX) for line in report.layer_mismatches)

@@ -46,7 +46,7 @@ RULES = (
     Unit("models", "shipped model files, models.load", ("reference",), ()),
     Unit("fxlic", "codec pipeline: codec, imageio, batch, errors, options", ("entropy", "reference", "models"),
          ("numpy", "PIL", "tqdm")),
-    Unit("golden", "golden-vector sets", ("models", "fxlic"), ("numpy",)),
+    Unit("golden", "golden-vector sets", ("entropy", "reference", "models", "fxlic"), ("numpy",)),
     Unit("board", "on-board validation", ("fxp", "entropy", "reference", "models", "fxlic", "golden"),
          ("numpy", "vart", "xir")),
     Unit("rd", "RD metrics, BD-rate, plots, eval", ("models", "fxlic"), ("numpy", "tqdm", "matplotlib")),
