@@ -40,11 +40,11 @@ _CODECS: dict[int, object] = {}
 def load_codec(name: str | None = None, quality: int | None = None, model_file: str | None = None):
     """The golden codec of a shipped model (name, quality) or a model file (``fxlic.models.load``)."""
     from fxlic import models
-    from fxlic.codec import Codec
+    from fxlic.codec import open_codec
 
     model = models.load(name, quality, model_file)
     if id(model) not in _CODECS:
-        _CODECS[id(model)] = Codec(model)
+        _CODECS[id(model)] = open_codec(model)
     return _CODECS[id(model)]
 
 
