@@ -191,6 +191,7 @@ DELEGATED = {
     "train": ("fxlic.qat.train", "main", "train a float or QAT model (torch)"),
     "export": ("fxlic.qat.export", "main", "export a QAT checkpoint to an integer model file (torch)"),
     "verify-qat": ("fxlic.qat.verify", "main", "layer-by-layer equality: QAT checkpoint vs integer model (torch)"),
+    "hw-report": ("fxlic.qat.hwreport", "main", "FPGA suitability report: MACs, DPU/CPU ops, round trips, fps (torch)"),
     "eval": ("fxlic.rd.evaluate", "eval_main", "rate-distortion of the integer codec from real bitstreams"),
     "bdrate": ("fxlic.rd.cli", "bdrate_main", "Bjøntegaard delta rate between RD curves (JSON)"),
     "plot": ("fxlic.rd.cli", "plot_main", "RD plot (PNG) of curves and anchors"),
