@@ -29,7 +29,7 @@ from fxlic.entropy.conditional import (  # the conditional entropy model owns th
 from fxlic.entropy.tables import TableSet, table_set_from_pmfs
 from fxlic.fxp.layer import QuantConv
 from fxlic.fxp.quant import quantize_param
-from fxlic.reference.modelfile import FORMAT, FORMAT_VERSION, ModelFile
+from fxlic.reference.modelfile import CHARM_FORMAT_VERSION, FORMAT, ModelFile
 
 from .charm import CharmHyperprior, model_from_config
 from .models import MeanScaleHyperprior
@@ -86,7 +86,7 @@ def export_model(model: MeanScaleHyperprior, name: str, quality: int, training: 
         scale_lut = build_scale_lut(int(model.h_s_scales.fix[3]), grid)
     meta = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": CHARM_FORMAT_VERSION if isinstance(model, CharmHyperprior) else 1,
         "name": name,
         "quality": int(quality),
         "architecture": model.config.architecture,

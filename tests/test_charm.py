@@ -38,7 +38,9 @@ def tiny_charm(tmp_path_factory, request):
 
 
 def test_calibration_forces_concat_and_lrp_fix_positions(tiny_charm) -> None:
-    """Every concat input is at fix 0 (supports forced); every LRP output at fix 8 (the bounded activation)."""
+    """docs/charm.md CH-2: "both support heads have their output fix position forced to 0 at calibration";
+    CH-3: lrp.i's last conv "output fix position is forced to 8"; CH-4: one scale_lut row per slice;
+    CH-8: g_s.0 takes fix f_ỹ; CH-9: architecture charm, format version 2."""
     model, model_file = tiny_charm
     layers = model_file.layers
     assert layers["h_s_means"].fix_out == 0 and layers["h_s_scales"].fix_out == 0
@@ -49,6 +51,7 @@ def test_calibration_forces_concat_and_lrp_fix_positions(tiny_charm) -> None:
     assert model_file.scale_lut.shape == (TINY.slices, 256)
     assert model_file.meta["architecture"] == "charm"
     assert layers["g_s.0"].fix_in == model_file.meta["charm"]["fix_y_tilde"] == int(model.fix_y_tilde)
+    assert 0 <= int(model.fix_y_tilde) <= LRP_FIX and model_file.meta["format_version"] == 2
 
 
 def test_integer_charm_equals_qat_forward(tiny_charm, kodak_image) -> None:
@@ -71,7 +74,7 @@ def test_integer_charm_equals_qat_forward(tiny_charm, kodak_image) -> None:
 
 
 def test_encode_decode_identity(tiny_charm, kodak_image) -> None:
-    """Decoding reproduces the encoder's ŷ exactly; streams are [z, y_0, …, y_{S-1}]."""
+    """Decoding reproduces the encoder's ŷ exactly; CH-6: "1 + S rANS streams: ẑ, then ŷ_0, …, ŷ_{S−1}"."""
     _, model_file = tiny_charm
     codec = open_codec(model_file)
     pixels = kodak_image(3, (10, 20, 70, 130))
