@@ -146,13 +146,29 @@ def cmd_info(args: argparse.Namespace) -> int:
             "model_hash": header.model_hash.hex(), "width": header.width, "height": header.height,
             "colour": COLOUR_TYPES[header.colour],
             "bpp": 8 * len(data) / (header.width * header.height),
-            "streams": {name: len(s) for name, s in zip(("z", "y"), streams)}}
+            "architecture": _architecture(header.model_name, header.quality),
+            # meanscale: z, y; charm: z, then one stream per latent slice (docs/charm.md CH-6)
+            "streams": {name: len(s) for name, s in zip(_stream_names(len(streams)), streams)}}
     if args.json:
         print(json.dumps(info, indent=1))
     else:
         for key, value in info.items():
             print(f"{key:11s} {value:.4f}" if isinstance(value, float) else f"{key:11s} {value}")
     return 0
+
+
+def _stream_names(count: int) -> tuple[str, ...]:
+    return ("z", "y") if count == 2 else ("z", *(f"y{i}" for i in range(count - 1)))
+
+
+def _architecture(name: str, quality: int) -> str | None:
+    """The architecture of the shipped model a stream names (None when that model is not shipped)."""
+    from fxlic import models
+
+    try:
+        return models.load(name, quality).meta.get("architecture")
+    except ValueError:
+        return None
 
 
 def cmd_models(args: argparse.Namespace) -> int:

@@ -105,3 +105,39 @@ def test_train_charm_qat_export(train_dir, tmp_path) -> None:
     codec = open_codec(model_file)
     pixels = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     assert codec.decode(codec.encode(pixels).bitstream).shape == (64, 64, 3)
+
+
+def test_cli_with_a_charm_model(tiny_charm, kodak_image, tmp_path, monkeypatch, capsys) -> None:
+    """`fxlic models --json` lists a shipped charm model with its qualities and architecture; `encode --model
+    charm`, `info` (1 + S streams, architecture) and `decode` (model found from the stream's header) work."""
+    import json
+    import shutil
+
+    from fxlic import models
+    from fxlic.cli import main as cli_main
+    from fxlic.imageio import encode_png, read_image
+
+    _, model_file = tiny_charm
+    shipped = tmp_path / "models"
+    shipped.mkdir()
+    shutil.copy(model_file.path, shipped / "charm-q2.npz")
+    (shipped / "index.json").write_text(json.dumps({"default": "charm", "default_quality": {"charm": 2}}))
+    monkeypatch.setattr(models, "MODELS_DIR", shipped)
+    monkeypatch.setattr(models, "_LOADED", {})
+
+    assert cli_main(["models", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert listing["default"] == "charm"
+    assert listing["models"][0]["architecture"] == "charm" and listing["models"][0]["qualities"] == [2]
+
+    pixels = kodak_image(7, (0, 0, 64, 96))
+    (tmp_path / "in.png").write_bytes(encode_png(pixels))
+    assert cli_main(["encode", str(tmp_path / "in.png"), "-o", str(tmp_path / "a.fxl"), "--model", "charm",
+                     "--quality", "2"]) == 0
+    capsys.readouterr()
+    assert cli_main(["info", str(tmp_path / "a.fxl"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["architecture"] == "charm" and list(info["streams"]) == ["z", "y0", "y1", "y2"]
+    assert cli_main(["decode", str(tmp_path / "a.fxl"), "-o", str(tmp_path / "out.png")]) == 0
+    expected = open_codec(model_file).decode((tmp_path / "a.fxl").read_bytes())
+    np.testing.assert_array_equal(read_image(tmp_path / "out.png"), expected)
