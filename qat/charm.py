@@ -12,9 +12,10 @@ transposed convs, no GDN). What changes is the entropy model of ŷ (Fig. 2 of Mi
 
 Changes for the DPU (docs/charm.md):
 
-* every concatenation joins tensors at one fix position, forced at calibration: ŷ slices are integers at
-  fix 0, so both support heads have their output fix position forced to 0 (FXP-E2 is then pure data
-  movement; the DPU's handling of unequal positions, FXP-A-CONCAT, is not pinned);
+* every concatenation joins tensors at one fix position, forced at calibration (FXP-E2 is then pure data
+  movement; the DPU's handling of unequal positions, FXP-A-CONCAT, is not pinned): each support head's
+  output position is forced to f_c = min(its own max-abs position, ŷ's max-abs position), and the CPU,
+  which produces ŷ (entropy decoder), hands the slices to the DPU at f_c (an exact left shift, saturated);
 * the paper's 0.5·tanh on the LRP is replaced by the int8 saturation of the LRP's last conv at a forced
   output fix position 8: its range is exactly [−128/256, 127/256] (FXP-C saturation, pinned), so the
   bounded activation costs no op at all; in float training it is the clamp to the same interval;
@@ -42,8 +43,6 @@ from .models import HYPER_ACTIVATIONS, IMAGE_FIX, INPUT_FIX, LATENT_FIX, MeanSca
 LRP_FIX = 8
 """Output fix position of every LRP stack's last conv: int8 saturation bounds r to [−1/2, 127/256]."""
 LRP_MIN, LRP_MAX = -128 / 2**LRP_FIX, 127 / 2**LRP_FIX
-SUPPORT_FIX = LATENT_FIX
-"""Output fix position of the support heads: equal to ŷ's, so the context concatenations are lossless."""
 
 
 @dataclass(frozen=True)
@@ -110,8 +109,6 @@ class CharmHyperprior(MeanScaleHyperprior):
         )
         self.h_s_means = QConv(hidden, M, 3, 1, 1)  # mean support
         self.h_s_scales = QConv(hidden, M, 3, 1, 1)  # scale support
-        self.h_s_means.forced_fix_out = SUPPORT_FIX
-        self.h_s_scales.forced_fix_out = SUPPORT_FIX
         self.cc_means = nn.ModuleList(slice_stack(M + i * K, config.context_hidden, K) for i in range(S))
         self.cc_scales = nn.ModuleList(slice_stack(M + i * K, config.context_hidden, K) for i in range(S))
         self.lrp = nn.ModuleList(slice_stack(M + (i + 1) * K, config.context_hidden, K) for i in range(S))
@@ -128,6 +125,7 @@ class CharmHyperprior(MeanScaleHyperprior):
         # f_ỹ: fix position of the synthesis input ỹ = ŷ + r (calibrated; -1 = not yet)
         self.register_buffer("fix_y_tilde", torch.tensor(-1, dtype=torch.int64))
         self._y_tilde_samples: list[torch.Tensor] = []
+        self._y_hat_max = 0.0
         self._calibrating = False
 
     # ---- structure -----------------------------------------------------------------------------
@@ -142,7 +140,7 @@ class CharmHyperprior(MeanScaleHyperprior):
         for i in range(self.config.slices):
             for kind in ("cc_means", "cc_scales", "lrp"):
                 stack = getattr(self, kind)[i]
-                chains.append((SUPPORT_FIX, [(f"{kind}.{i}.{j}", m) for j, m in enumerate(stack)]))
+                chains.append((None, [(f"{kind}.{i}.{j}", m) for j, m in enumerate(stack)]))  # f_c of its support
         chains.append((None, [(f"g_s.{i}", m) for i, m in enumerate(self.g_s)]))
         return chains
 
@@ -151,11 +149,17 @@ class CharmHyperprior(MeanScaleHyperprior):
         super().start_calibration()
         self._calibrating = True
         self._y_tilde_samples = []
+        self._y_hat_max = 0.0
 
     def finish_calibration(self) -> dict[str, list[int]]:
-        """Freeze fix positions chain by chain; f_ỹ from ỹ's samples (then the LRP outputs are frozen too)."""
+        """Freeze fix positions chain by chain: each support head at its context position f_c (docs/charm.md
+        CH-2), each slice stack reading its support's f_c, f_ỹ from ỹ's samples (CH-8)."""
         from fxlic.fxp.quant import fix_pos_from_max_abs
 
+        fix_y_hat = fix_pos_from_max_abs(self._y_hat_max)  # the finest position holding every ŷ seen
+        for head in (self.h_s_means, self.h_s_scales):
+            natural = fix_pos_from_max_abs(float(torch.cat(head._samples).abs().max()))
+            head.forced_fix_out = min(natural, fix_y_hat)
         fixes: dict[str, list[int]] = {}
         f_y = f_hs = None
         for f_in, chain in self.layer_chains():
@@ -164,6 +168,10 @@ class CharmHyperprior(MeanScaleHyperprior):
                     f_in = f_y
                 elif name.startswith("h_s_"):
                     f_in = f_hs
+                elif name.endswith(".0") and name.startswith(("cc_means.", "lrp.")):
+                    f_in = self.h_s_means.fix_out
+                elif name.endswith(".0") and name.startswith("cc_scales."):
+                    f_in = self.h_s_scales.fix_out
                 elif name == "g_s.0":
                     samples = torch.cat(self._y_tilde_samples).double()
                     f0 = min(fix_pos_from_max_abs(float(samples.abs().max())), LRP_FIX)
@@ -184,20 +192,26 @@ class CharmHyperprior(MeanScaleHyperprior):
 
     # ---- forward -------------------------------------------------------------------------------
     def hyper_synthesis(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """ẑ → (scale support, mean support), each B×M×h×w at fix 0 once quantized."""
+        """ẑ → (scale support, mean support), each B×M×h×w at its context position f_c once quantized."""
         hidden = self.h_s(z_hat)
         return self.h_s_scales(hidden), self.h_s_means(hidden)
+
+    def context(self, support: QConv, tensor: torch.Tensor, decoded: list[torch.Tensor]) -> torch.Tensor:
+        """concat(support, ŷ_0, …): once quantized, the slices at the support's position f_c (CH-2)."""
+        if self.quantized:
+            decoded = [fake_quant_activation(d, support.fix_out) for d in decoded]  # exact: ŷ is an integer
+        return torch.cat([tensor, *decoded], dim=1)
 
     def slice_parameters(self, index: int, scale_support: torch.Tensor, mean_support: torch.Tensor,
                          decoded: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(log2 σ_i, μ_i), B×K×h×w, from the supports and the slices ŷ_0 … ŷ_{i−1} already decoded."""
-        log2_scales = self.cc_scales[index](torch.cat([scale_support, *decoded], dim=1))
-        means = self.cc_means[index](torch.cat([mean_support, *decoded], dim=1))
+        log2_scales = self.cc_scales[index](self.context(self.h_s_scales, scale_support, decoded))
+        means = self.cc_means[index](self.context(self.h_s_means, mean_support, decoded))
         return log2_scales, means
 
     def residual(self, index: int, mean_support: torch.Tensor, decoded: list[torch.Tensor]) -> torch.Tensor:
         """LRP r_i ∈ [−1/2, 127/256] from the mean support and ŷ_0 … ŷ_i (``decoded`` includes slice i)."""
-        r = self.lrp[index](torch.cat([mean_support, *decoded], dim=1))
+        r = self.lrp[index](self.context(self.h_s_means, mean_support, decoded))
         return torch.clamp(r, LRP_MIN, LRP_MAX)  # the DPU's int8 saturation at fix 8; a no-op once quantized
 
     def synthesis_input(self, y_hat: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
@@ -221,6 +235,8 @@ class CharmHyperprior(MeanScaleHyperprior):
         z = self.h_a(y)
         z_hat = round_to_integer_ste(z)
         y_hat = round_to_integer_ste(y)
+        if self._calibrating:
+            self._y_hat_max = max(self._y_hat_max, float(y_hat.detach().abs().max()))
         scale_support, mean_support = self.hyper_synthesis(z_hat)
         y_hat_slices = y_hat.chunk(self.config.slices, dim=1)
         scales, means, residuals = [], [], []

@@ -3,8 +3,8 @@
 Same figure as ``fxlic.qat.charm.CharmHyperprior``, on int8 tensors (spec: docs/charm.md):
 
     x ─g_a─▶ y ─R─▶ ŷ = [ŷ_0 … ŷ_{S−1}] (K = M/S channels each)
-             └─h_a─▶ z ─R─▶ ẑ ─h_s─▶ hidden ─┬─h_s_means──▶ m (mean support, fix 0)
-                                              └─h_s_scales─▶ s (scale support, fix 0)
+             └─h_a─▶ z ─R─▶ ẑ ─h_s─▶ hidden ─┬─h_s_means──▶ m (mean support, fix f_cm)
+                                              └─h_s_scales─▶ s (scale support, fix f_cs)
     for i = 0 … S−1:
         μ_i      = cc_means.i (concat(m, ŷ_0 … ŷ_{i−1}))      int8 K×h×w at f_μi
         log2 σ_i = cc_scales.i(concat(s, ŷ_0 … ŷ_{i−1}))      int8 K×h×w at f_σi
@@ -12,7 +12,9 @@ Same figure as ``fxlic.qat.charm.CharmHyperprior``, on int8 tensors (spec: docs/
         r_i      = lrp.i     (concat(m, ŷ_0 … ŷ_i))            int8 K×h×w at fix 8 (|r_i| ≤ 1/2)
     ỹ = concat_i(ŷ_i + r_i) at f_ỹ (exact add FXP-E1, on the CPU) ─g_s─▶ x̂
 
-Every concatenation joins int8 tensors at fix 0 (forced at calibration), so it is data movement only.
+Every concatenation joins int8 tensors at one fix position (docs/charm.md CH-2): the support's f_c, forced
+at calibration; the CPU hands the decoded slices over at f_c (requantize from fix 0: an exact left shift,
+saturated), so on the DPU the concatenation is data movement only.
 Tensors are CHW int8, one image: x 3×H×W, ŷ and ỹ M×H/16×W/16, ẑ N×H/64×W/64.
 """
 
@@ -23,11 +25,11 @@ import numpy as np
 from fxlic.entropy.conditional import table_indexes
 from fxlic.fxp.eltwise import add_int, concat_int
 from fxlic.fxp.layer import QuantConv
+from fxlic.fxp.quant import requantize
 
 from .hyperprior import IMAGE_FIX, INPUT_FIX, LATENT_FIX, IntegerHyperprior, Trace, _layer_order, _run_chain
 from .modelfile import ModelFile
 
-SUPPORT_FIX = LATENT_FIX
 LRP_FIX = 8
 SLICE_KINDS = ("cc_means", "cc_scales", "lrp")
 
@@ -52,7 +54,8 @@ class IntegerCharm(IntegerHyperprior):
     def _check_wiring(self) -> None:
         expected = [(self.g_a, INPUT_FIX), (self.h_a, self.g_a[-1].fix_out), (self.h_s, LATENT_FIX),
                     (self.g_s, self.fix_y_tilde)]
-        expected += [(stack, SUPPORT_FIX) for kind in SLICE_KINDS for stack in self.stacks[kind]]
+        expected += [(stack, self.h_s_scales.fix_out if kind == "cc_scales" else self.h_s_means.fix_out)
+                     for kind in SLICE_KINDS for stack in self.stacks[kind]]
         for layers, fix_in in expected:
             if not layers:
                 raise ValueError("a layer chain of the charm model is empty")
@@ -61,8 +64,8 @@ class IntegerCharm(IntegerHyperprior):
                     raise ValueError(f"{layer.name}: fix_in {layer.fix_in} but its input has fix {fix_in}")
                 fix_in = layer.fix_out
         for head in (self.h_s_scales, self.h_s_means):
-            if head is None or head.fix_in != self.h_s[-1].fix_out or head.fix_out != SUPPORT_FIX:
-                raise ValueError("charm support heads must read h_s's output and write fix 0")
+            if head is None or head.fix_in != self.h_s[-1].fix_out or head.fix_out < LATENT_FIX:
+                raise ValueError("charm support heads must read h_s's output and write a fix position >= 0")
         for stack in self.stacks["lrp"]:
             if stack[-1].fix_out != LRP_FIX:
                 raise ValueError(f"{stack[-1].name}: LRP output must have fix {LRP_FIX}")
@@ -82,7 +85,7 @@ class IntegerCharm(IntegerHyperprior):
 
     # ---- the slice loop ------------------------------------------------------------------------
     def hyper_synthesis(self, z_hat: np.ndarray, trace: Trace = None) -> tuple[np.ndarray, np.ndarray]:
-        """h_s: ẑ (fix 0) → (scale support, mean support), int8 M×h×w at fix 0 each."""
+        """h_s: ẑ (fix 0) → (scale support at f_cs, mean support at f_cm), int8 M×h×w each."""
         hidden = _run_chain(self.h_s, z_hat, trace, self.impl)
         scale_support = _run_chain([self.h_s_scales], hidden, trace, self.impl)
         mean_support = _run_chain([self.h_s_means], hidden, trace, self.impl)
@@ -91,16 +94,18 @@ class IntegerCharm(IntegerHyperprior):
     def slice_coding_params(self, index: int, scale_support: np.ndarray, mean_support: np.ndarray,
                             decoded: list[np.ndarray], trace: Trace = None) -> tuple[np.ndarray, np.ndarray]:
         """(table index, μ_r), int32 K×h×w, of slice ``index`` from the supports and ŷ_0 … ŷ_{index−1}."""
-        log2_scales = _run_chain(self.stacks["cc_scales"][index], _concat([scale_support, *decoded]), trace,
-                                 self.impl)
-        means = _run_chain(self.stacks["cc_means"][index], _concat([mean_support, *decoded]), trace, self.impl)
+        log2_scales = _run_chain(self.stacks["cc_scales"][index],
+                                 _context(scale_support, self.h_s_scales.fix_out, decoded), trace, self.impl)
+        means = _run_chain(self.stacks["cc_means"][index], _context(mean_support, self.h_s_means.fix_out, decoded),
+                           trace, self.impl)
         fix_means = self.stacks["cc_means"][index][-1].fix_out
         return table_indexes(log2_scales, means, self.model.scale_lut[index], fix_means, self.model.mean_frac_bits)
 
     def residual(self, index: int, mean_support: np.ndarray, decoded: list[np.ndarray], trace: Trace = None
                  ) -> np.ndarray:
         """LRP r_i: int8 K×h×w at fix 8 from the mean support and ŷ_0 … ŷ_i (``decoded`` includes slice i)."""
-        return _run_chain(self.stacks["lrp"][index], _concat([mean_support, *decoded]), trace, self.impl)
+        return _run_chain(self.stacks["lrp"][index], _context(mean_support, self.h_s_means.fix_out, decoded), trace,
+                          self.impl)
 
     def synthesis_input(self, y_hat_slices: list[np.ndarray], residuals: list[np.ndarray]) -> np.ndarray:
         """ỹ = concat_i(ŷ_i + r_i): FXP-E1 (exact) of ŷ (fix 0) and r (fix 8) into int8 at f_ỹ."""
@@ -112,6 +117,12 @@ class IntegerCharm(IntegerHyperprior):
         return slice(index * self.slice_channels, (index + 1) * self.slice_channels)
 
 
-def _concat(tensors: list[np.ndarray]) -> np.ndarray:
-    """Channel concatenation of int8 tensors all at fix 0 (FXP-E2 with equal positions: a copy)."""
-    return concat_int(tensors, [SUPPORT_FIX] * len(tensors), SUPPORT_FIX).astype(np.int8)
+def _context(support: np.ndarray, fix_context: int, decoded: list[np.ndarray]) -> np.ndarray:
+    """concat(support, ŷ_0, …) at the support's position f_c (CH-2).
+
+    The slices come from the entropy decoder (CPU) at fix 0 and are handed over at f_c: requantize 0 → f_c,
+    a left shift with saturation (FXP-Q5), exact. The concatenation itself then joins equal positions
+    (FXP-E2: a copy), which is all the DPU is asked to do.
+    """
+    handed_over = [requantize(d, LATENT_FIX, fix_context) for d in decoded]
+    return concat_int([support, *handed_over], [fix_context] * (1 + len(decoded)), fix_context).astype(np.int8)
