@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("checkpoint", help="QAT checkpoint.pt")
     p.add_argument("-o", "--out", required=True, help="model file to write (.npz)")
     p.add_argument("--name", help="model name stored in the file and in bitstreams "
-                                       "(default: the architecture, meanscale or charm)")
+                                       "(default: charm for a charm checkpoint, else meanscale)")
     p.add_argument("--quality", type=int, required=True, help="quality index stored in the file (0-255)")
     p.add_argument("--card", help="JSON with training facts to store in the model (data, steps, minutes, ...)")
     args = p.parse_args(argv)
@@ -124,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
                 "exported": time.strftime("%Y-%m-%d")}
     if args.card:
         training.update(json.loads(Path(args.card).read_text()))
-    model_file = export_model(model, args.name or model.config.architecture, args.quality, training)
+    default_name = "charm" if isinstance(model, CharmHyperprior) else "meanscale"
+    model_file = export_model(model, args.name or default_name, args.quality, training)
     model_file.save(args.out)
     print(f"wrote {args.out}: {len(model_file.layers)} layers, hash {model_file.content_hash().hex()[:16]}")
     return 0
