@@ -40,11 +40,11 @@ _CODECS: dict[int, object] = {}
 def load_codec(name: str | None = None, quality: int | None = None, model_file: str | None = None):
     """The golden codec of a shipped model (name, quality) or a model file (``fxlic.models.load``)."""
     from fxlic import models
-    from fxlic.codec import Codec
+    from fxlic.codec import open_codec
 
     model = models.load(name, quality, model_file)
     if id(model) not in _CODECS:
-        _CODECS[id(model)] = Codec(model)
+        _CODECS[id(model)] = open_codec(model)
     return _CODECS[id(model)]
 
 
@@ -146,13 +146,29 @@ def cmd_info(args: argparse.Namespace) -> int:
             "model_hash": header.model_hash.hex(), "width": header.width, "height": header.height,
             "colour": COLOUR_TYPES[header.colour],
             "bpp": 8 * len(data) / (header.width * header.height),
-            "streams": {name: len(s) for name, s in zip(("z", "y"), streams)}}
+            "architecture": _architecture(header.model_name, header.quality),
+            # meanscale: z, y; charm: z, then one stream per latent slice (docs/charm.md CH-6)
+            "streams": {name: len(s) for name, s in zip(_stream_names(len(streams)), streams)}}
     if args.json:
         print(json.dumps(info, indent=1))
     else:
         for key, value in info.items():
             print(f"{key:11s} {value:.4f}" if isinstance(value, float) else f"{key:11s} {value}")
     return 0
+
+
+def _stream_names(count: int) -> tuple[str, ...]:
+    return ("z", "y") if count == 2 else ("z", *(f"y{i}" for i in range(count - 1)))
+
+
+def _architecture(name: str, quality: int) -> str | None:
+    """The architecture of the shipped model a stream names (None when that model is not shipped)."""
+    from fxlic import models
+
+    try:
+        return models.load(name, quality).meta.get("architecture")
+    except ValueError:
+        return None
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -191,6 +207,7 @@ DELEGATED = {
     "train": ("fxlic.qat.train", "main", "train a float or QAT model (torch)"),
     "export": ("fxlic.qat.export", "main", "export a QAT checkpoint to an integer model file (torch)"),
     "verify-qat": ("fxlic.qat.verify", "main", "layer-by-layer equality: QAT checkpoint vs integer model (torch)"),
+    "hw-report": ("fxlic.qat.hwreport", "main", "FPGA suitability report: MACs, DPU/CPU ops, round trips, fps (torch)"),
     "eval": ("fxlic.rd.evaluate", "eval_main", "rate-distortion of the integer codec from real bitstreams"),
     "bdrate": ("fxlic.rd.cli", "bdrate_main", "Bjøntegaard delta rate between RD curves (JSON)"),
     "plot": ("fxlic.rd.cli", "plot_main", "RD plot (PNG) of curves and anchors"),

@@ -126,10 +126,20 @@ class Codec:
             )
 
 
+def open_codec(model: ModelFile, impl: str = "blas") -> Codec:
+    """The golden codec for a model file's architecture: ``charm`` (slice by slice, ``fxlic.charm_codec``)
+    or the mean-scale / scale hyperprior (this module)."""
+    if model.meta.get("architecture") == "charm":
+        from .charm_codec import CharmCodec
+
+        return CharmCodec(model, impl=impl)
+    return Codec(model, impl=impl)
+
+
 def _as_int8(values: np.ndarray, shape: tuple[int, ...], what: str) -> np.ndarray:
     if values.size and (values.min() < -128 or values.max() > 127):
         raise DecodeError(f"corrupted entropy-coded data: decoded {what} outside int8")
     return values.reshape(shape).astype(np.int8)
 
 
-__all__ = ["BitstreamError", "Codec", "CodingResult", "DecodeError"]
+__all__ = ["BitstreamError", "Codec", "CodingResult", "DecodeError", "open_codec"]

@@ -29,9 +29,10 @@ from fxlic.entropy.conditional import (  # the conditional entropy model owns th
 from fxlic.entropy.tables import TableSet, table_set_from_pmfs
 from fxlic.fxp.layer import QuantConv
 from fxlic.fxp.quant import quantize_param
-from fxlic.reference.modelfile import FORMAT, FORMAT_VERSION, ModelFile
+from fxlic.reference.modelfile import CHARM_FORMAT_VERSION, FORMAT, ModelFile
 
-from .models import MeanScaleHyperprior, ModelConfig
+from .charm import CharmHyperprior, model_from_config
+from .models import MeanScaleHyperprior
 
 
 @torch.no_grad()
@@ -79,10 +80,13 @@ def export_model(model: MeanScaleHyperprior, name: str, quality: int, training: 
     model = model.cpu().eval()
     entries, layers = export_layers(model)
     grid = scale_grid()
-    fix_scales = int(model.h_s_scales.fix[3])
+    if isinstance(model, CharmHyperprior):  # one log2 σ head, so one scale LUT, per slice (docs/charm.md)
+        scale_lut = np.stack([build_scale_lut(int(stack[-1].fix[3]), grid) for stack in model.cc_scales])
+    else:
+        scale_lut = build_scale_lut(int(model.h_s_scales.fix[3]), grid)
     meta = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": CHARM_FORMAT_VERSION if isinstance(model, CharmHyperprior) else 1,
         "name": name,
         "quality": int(quality),
         "architecture": model.config.architecture,
@@ -92,13 +96,15 @@ def export_model(model: MeanScaleHyperprior, name: str, quality: int, training: 
                     "scale_max": SCALE_MAX, "tail_mass": TAIL_MASS, "precision": 16},
         "training": training or {},
     }
-    return ModelFile(meta=meta, layers=layers, scale_lut=build_scale_lut(fix_scales, grid),
+    if isinstance(model, CharmHyperprior):
+        meta["charm"] = {"slices": model.config.slices, "fix_y_tilde": int(model.fix_y_tilde)}
+    return ModelFile(meta=meta, layers=layers, scale_lut=scale_lut,
                      y_tables=build_y_tables(grid, MEAN_FRAC_BITS), z_tables=build_z_tables(model))
 
 
 def load_checkpoint_model(path: str | Path) -> tuple[MeanScaleHyperprior, dict]:
     state = torch.load(path, map_location="cpu", weights_only=False)
-    model = MeanScaleHyperprior(ModelConfig(**state["config"]))
+    model = model_from_config(state["config"])
     model.load_state_dict(state["model"])
     model.entropy_bottleneck.update(force=True)
     return model.eval(), state
@@ -108,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="fxlic export", description=__doc__)
     p.add_argument("checkpoint", help="QAT checkpoint.pt")
     p.add_argument("-o", "--out", required=True, help="model file to write (.npz)")
-    p.add_argument("--name", default="meanscale", help="model name stored in the file and in bitstreams "
-                                                        "(default: meanscale)")
+    p.add_argument("--name", help="model name stored in the file and in bitstreams "
+                                       "(default: charm for a charm checkpoint, else meanscale)")
     p.add_argument("--quality", type=int, required=True, help="quality index stored in the file (0-255)")
     p.add_argument("--card", help="JSON with training facts to store in the model (data, steps, minutes, ...)")
     args = p.parse_args(argv)
@@ -118,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
                 "exported": time.strftime("%Y-%m-%d")}
     if args.card:
         training.update(json.loads(Path(args.card).read_text()))
-    model_file = export_model(model, args.name, args.quality, training)
+    default_name = "charm" if isinstance(model, CharmHyperprior) else "meanscale"
+    model_file = export_model(model, args.name or default_name, args.quality, training)
     model_file.save(args.out)
     print(f"wrote {args.out}: {len(model_file.layers)} layers, hash {model_file.content_hash().hex()[:16]}")
     return 0
@@ -135,8 +142,7 @@ def model_from_model_file(model_file: ModelFile) -> MeanScaleHyperprior:
     integer is that integer), and the fix positions are copied, so this model's QAT forward is the
     exported one. The factorized prior's density is not in the file (only its integer tables).
     """
-    config = ModelConfig(**model_file.meta["config"])
-    model = MeanScaleHyperprior(config)
+    model = model_from_config(model_file.meta["config"])
     with torch.no_grad():
         for name, qconv in model.named_qconvs():
             layer = model_file.layers[name]
@@ -144,4 +150,6 @@ def model_from_model_file(model_file: ModelFile) -> MeanScaleHyperprior:
             qconv.conv.bias.copy_(torch.from_numpy(layer.bias.astype(np.float64) * 2.0 ** -layer.fix_b))
             qconv.fix.copy_(torch.tensor([layer.fix_in, layer.fix_w, layer.fix_b, layer.fix_out]))
             qconv.quantized.fill_(True)
+        if isinstance(model, CharmHyperprior):
+            model.fix_y_tilde.fill_(int(model_file.meta["charm"]["fix_y_tilde"]))
     return model.eval()

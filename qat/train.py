@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +26,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from .charm import CharmConfig, model_from_config
 from .data import CropSampler
 from .models import MeanScaleHyperprior, ModelConfig, output_to_pixels, pixels_to_input
 
@@ -219,7 +220,7 @@ def train(args: argparse.Namespace) -> Path:
     state = None
     if ckpt_path.exists():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        config = ModelConfig(**state["config"])
+        config = model_from_config(state["config"]).config
         print(f"resuming {ckpt_path} at step {state['step']}")
         if args.hyper_activation and args.hyper_activation != config.hyper_activation:
             print(f"hyper activation {config.hyper_activation} → {args.hyper_activation} (asked for)")
@@ -228,17 +229,19 @@ def train(args: argparse.Namespace) -> Path:
             args.init = (state.get("args") or {}).get("init")
     elif args.init:
         init = torch.load(args.init, map_location="cpu", weights_only=False)
-        config = ModelConfig(**init["config"])
+        config = model_from_config(init["config"]).config
         if args.hyper_activation and args.hyper_activation != config.hyper_activation:
             # An activation has no parameters: the parent's weights load as they are and fine-tuning
             # adapts them (LeakyReLU(26/256) → ReLU changes only negative pre-activations, by 10 %).
             print(f"hyper activation {config.hyper_activation} → {args.hyper_activation} (from --init)")
             config = replace(config, hyper_activation=args.hyper_activation)
+    elif args.arch == "charm":
+        config = CharmConfig(N=args.N, M=args.M, slices=args.slices, hyper_activation=args.hyper_activation or "relu")
     else:
         config = ModelConfig(N=args.N, M=args.M, use_means=not args.scale_only,
                              hyper_activation=args.hyper_activation or "relu")
 
-    model = MeanScaleHyperprior(config)
+    model = model_from_config(asdict(config))
     if state is not None:
         model.load_state_dict(state["model"])
     elif args.init:
@@ -374,6 +377,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--N", type=int, default=96)
     p.add_argument("--M", type=int, default=128)
     p.add_argument("--scale-only", action="store_true", help="Ballé 2018 scale hyperprior (no means)")
+    p.add_argument("--arch", choices=["meanscale", "charm"], default="meanscale",
+                   help="new runs: meanscale (Minnen 2018) or charm (Minnen & Singh 2020, docs/charm.md)")
+    p.add_argument("--slices", type=int, default=4, help="charm: number of latent slices (M divisible by it)")
     p.add_argument("--steps", type=int, default=20000)
     p.add_argument("--minutes", type=float, help="stop (and checkpoint) after this wall time")
     p.add_argument("--batch", type=int, default=8)

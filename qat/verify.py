@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from fxlic.codec import Codec, pad_image
+from fxlic.codec import Codec, open_codec, pad_image
 from fxlic.imageio import read_image
 from fxlic.reference.modelfile import load_model_file
 
@@ -45,6 +45,8 @@ def qat_layer_codes(model: MeanScaleHyperprior, pixels: np.ndarray) -> dict[str,
             handle.remove()
     codes["y_hat"] = out["y_hat"][0].round().long().numpy()
     codes["z_hat"] = out["z_hat"][0].round().long().numpy()
+    if "y_tilde" in out:  # ChARM: the synthesis input ŷ + r at its fix position
+        codes["y_tilde"] = quantize_activation_codes(out["y_tilde"][0], int(model.fix_y_tilde)).numpy()
     return codes
 
 
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     model_file = load_model_file(args.model_file)
     model = load_checkpoint_model(args.checkpoint)[0] if args.checkpoint else model_from_model_file(model_file)
-    codec = Codec(model_file)
+    codec = open_codec(model_file)
     images = [Path(i) for i in args.images]
     if len(images) == 1 and images[0].is_dir():
         images = sorted(images[0].glob("*.png"))

@@ -28,10 +28,10 @@ CSV_FIELDS = ["image", "width", "height", "bytes", "bpp", "psnr", "ms_ssim", "en
 def evaluate_model_file(model_file: Path, images: list[Path], progress: bool = True) -> list[dict]:
     """One row per image for one integer model file."""
     from fxlic import models
-    from fxlic.codec import Codec
+    from fxlic.codec import open_codec
     from fxlic.imageio import read_image
 
-    codec = Codec(models.load(path=model_file))
+    codec = open_codec(models.load(path=model_file))
     warm = read_image(images[0])[:64, :64]
     codec.decode(codec.encode(np.ascontiguousarray(warm)).bitstream)  # JIT warm-up, not timed
     rows = []

@@ -29,7 +29,11 @@ from fxlic.entropy.tables import TableSet
 from fxlic.fxp.layer import QuantConv
 
 FORMAT = "fxlic-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""Newest model-file version this module reads. A writer uses the lowest version that can say what it has to:
+1 for the mean-scale / scale hyperprior, 2 for ``charm`` (a ``charm`` object in meta, one scale LUT per slice:
+docs/charm.md), so a reader older than charm refuses a charm file with a clear reason."""
+CHARM_FORMAT_VERSION = 2
 
 
 class ModelFileError(ValueError):
