@@ -175,9 +175,56 @@ def test_fault_is_attributed_to_its_layer(fault, codec, golden, partition, tmp_p
             assert report.status == FOLLOWS and report.origin == injected, report
 
 
-def test_leaky_double_rounding_diverges_first_at_the_first_leaky_layer(codec, golden, partition, tmp_path) -> None:
+def test_relu_model_is_immune_to_the_leaky_assumption(codec, golden, partition, tmp_path) -> None:
+    """The shipped models use ReLU in h_a/h_s: FXP-A-LEAKY (LeakyReLU rounding) cannot change them."""
+    assert not [t for t in partition.layers if partition.layers[t].activation == "leaky_relu"]
     folder = simulate(codec, golden, tmp_path, assumptions=DpuAssumptions(leaky_relu_rounding="double"))
-    comparison = compare(codec, golden, partition, folder)
+    assert compare(codec, golden, partition, folder).first_divergence is None
+
+
+LEAKY_LAYERS = ("h_a.0", "h_a.1", "h_s.0", "h_s.1")
+
+
+@pytest.fixture(scope="module")
+def leaky_model_file(tmp_path_factory) -> Path:
+    """The shipped weights with LeakyReLU(26/256) in h_a/h_s, as the first released models had."""
+    from fxlic import models
+    from fxlic.reference.modelfile import load_model_file
+
+    model = load_model_file(models.resolve())
+    model.meta = {**model.meta, "config": {**model.meta["config"], "hyper_activation": "leaky_relu"},
+                  "layers": [{**entry, "activation": "leaky_relu"} if entry["name"] in LEAKY_LAYERS else entry
+                             for entry in model.meta["layers"]]}
+    path = tmp_path_factory.mktemp("leaky") / "meanscale-leaky.npz"
+    model.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def leaky_codec(leaky_model_file):
+    from fxlic.codec import Codec
+    from fxlic.reference.modelfile import load_model_file
+
+    codec = Codec(load_model_file(leaky_model_file))
+    assert {codec.model.layers[name].activation for name in LEAKY_LAYERS} == {"leaky_relu"}
+    return codec
+
+
+@pytest.fixture(scope="module")
+def leaky_golden_dir(tmp_path_factory, leaky_codec, kodak_image) -> Path:
+    from fxlic.golden.vectors import make_set
+
+    folder = tmp_path_factory.mktemp("leaky-golden") / "golden"
+    make_set(leaky_codec, {"k23": kodak_image(23, CROP)}, folder)
+    return folder
+
+
+def test_leaky_double_rounding_diverges_first_at_the_first_leaky_layer(leaky_codec, leaky_golden_dir,
+                                                                       tmp_path) -> None:
+    golden = GoldenSet(leaky_golden_dir)
+    partition = partition_from_model(leaky_codec.model)
+    folder = simulate(leaky_codec, golden, tmp_path, assumptions=DpuAssumptions(leaky_relu_rounding="double"))
+    comparison = compare(leaky_codec, golden, partition, folder)
     leaky = [t for t in partition.dpu_tensors() if t in partition.layers
              and partition.layers[t].activation == "leaky_relu"]
     first = comparison.first_divergence
@@ -479,31 +526,39 @@ def test_vart_missing_is_one_line(codec, golden_dir, partition, tmp_path, monkey
 # --------------------------------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------------------------------
-def test_cli_run_compare_decode_exit_codes(golden_dir, tmp_path, capsys) -> None:
+def test_cli_run_compare_decode_exit_codes(golden_dir, leaky_golden_dir, leaky_model_file, tmp_path,
+                                           capsys) -> None:
     g = str(golden_dir)
     assert main(["board", "run", "--simulate", "--golden", g, "--out", str(tmp_path / "good")]) == 0
     capsys.readouterr()
     assert main(["board", "compare", "--golden", g, "--dump", str(tmp_path / "good"), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] and report["recomputed"] and report["images"][0]["first_divergence"] is None
+    # the shipped models have no LeakyReLU: the open LeakyReLU rounding cannot change them
     assert main(["board", "run", "--simulate", "--assume", "leaky=double", "--golden", g,
+                 "--out", str(tmp_path / "relu-leaky")]) == 0
+    assert main(["board", "compare", "--golden", g, "--dump", str(tmp_path / "relu-leaky")]) == 0
+    # a LeakyReLU model: a deliberate wrong assumption is detected and located
+    lg, lm = str(leaky_golden_dir), ["--model-file", str(leaky_model_file)]
+    assert main(["board", "run", "--simulate", "--assume", "leaky=double", "--golden", lg, *lm,
                  "--out", str(tmp_path / "leaky")]) == 0
     capsys.readouterr()
-    assert main(["board", "compare", "--golden", g, "--dump", str(tmp_path / "leaky"), "--json"]) == 1
+    assert main(["board", "compare", "--golden", lg, *lm, "--dump", str(tmp_path / "leaky"), "--json"]) == 1
     report = json.loads(capsys.readouterr().out)
     assert not report["ok"] and report["images"][0]["first_divergence"].startswith("h_a.")
     # confirming a hypothesis: the "board" equals the simulator under the alternative assumption
-    assert main(["board", "run", "--simulate", "--assume", "leaky=double", "--golden", g,
+    assert main(["board", "run", "--simulate", "--assume", "leaky=double", "--golden", lg, *lm,
                  "--out", str(tmp_path / "leaky-sim")]) == 0
-    assert main(["board", "compare", "--golden", g, "--dump", str(tmp_path / "leaky"),
+    assert main(["board", "compare", "--golden", lg, *lm, "--dump", str(tmp_path / "leaky"),
                  "--reference-dump", str(tmp_path / "leaky-sim")]) == 0
     stream = str(golden_dir / "k23" / "bitstream.fxl")
     assert main(["board", "decode", "--simulate", "--stream", stream, "--out", str(tmp_path / "a.png"),
                  "--golden", g]) == 0
-    assert main(["board", "decode", "--simulate", "--assume", "g_s.3:leaky=double", "--stream", stream,
-                 "--out", str(tmp_path / "b.png"), "--golden", g]) == 0  # g_s.3 has no LeakyReLU: still exact
-    assert main(["board", "decode", "--simulate", "--assume", "leaky=double", "--stream", stream,
-                 "--out", str(tmp_path / "c.png"), "--golden", g]) == 1
+    leaky_stream = str(leaky_golden_dir / "k23" / "bitstream.fxl")
+    assert main(["board", "decode", "--simulate", "--assume", "g_s.3:leaky=double", "--stream", leaky_stream, *lm,
+                 "--out", str(tmp_path / "b.png"), "--golden", lg]) == 0  # g_s.3 has no LeakyReLU: still exact
+    assert main(["board", "decode", "--simulate", "--assume", "leaky=double", "--stream", leaky_stream, *lm,
+                 "--out", str(tmp_path / "c.png"), "--golden", lg]) == 1
     capsys.readouterr()
     assert main(["board", "compare", "--golden", str(tmp_path / "nope"), "--dump", str(tmp_path / "good")]) == 1
     assert capsys.readouterr().err.startswith("fxlic: error:")

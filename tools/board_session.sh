@@ -6,8 +6,8 @@
 #
 # Steps: golden set (fxlic golden make) -> export-golden (XLNX_GOLDEN_DIR + deploy_check layouts) ->
 # partition -> board run --simulate -> board compare -> board decode (per image, against the golden
-# set) -> a deliberate failure (--assume leaky=double) to show what a diverging board looks like.
-# Exit code 0 only if the session is bit-exact and the deliberate failure is detected.
+# set) -> the alternative LeakyReLU rounding (--assume leaky=double), which the shipped ReLU models are
+# immune to. Exit code 0 only if the session is bit-exact.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${1:-out/board-session}
@@ -47,16 +47,12 @@ for stream in "$WORK"/golden/*/bitstream.fxl; do
 done
 
 echo
-echo "# a board whose LeakyReLU rounds twice (FXP-A-LEAKY), simulated: compare must fail and name the layer"
+echo "# a board whose LeakyReLU rounds twice (FXP-A-LEAKY), simulated: the shipped models use ReLU in h_a/h_s,"
+echo "# so this open point cannot change them and compare must still pass (fault localization on a LeakyReLU"
+echo "# model: tests/test_board.py::test_leaky_double_rounding_diverges_first_at_the_first_leaky_layer)"
 step board run --simulate --assume leaky=double --golden "$WORK/golden" --out "$WORK/dump-leaky"
 $FX board run --simulate --assume leaky=double --golden "$WORK/golden" --out "$WORK/dump-leaky" | tail -n 1
-step board compare --golden "$WORK/golden" --dump "$WORK/dump-leaky" --image "$(ls "$WORK/golden" | grep -v json | head -n 1)"
-set +e
-$FX board compare --golden "$WORK/golden" --dump "$WORK/dump-leaky" \
-  --image "$(ls "$WORK/golden" | grep -v json | head -n 1)" | grep -v ' ok$'
-rc=${PIPESTATUS[0]}
-set -e
-echo "exit code $rc (1 expected: mismatch detected)"
-[ "$rc" -eq 1 ]
+step board compare --golden "$WORK/golden" --dump "$WORK/dump-leaky"
+$FX board compare --golden "$WORK/golden" --dump "$WORK/dump-leaky" | tail -n 1
 echo
-echo "board session: bit-exact on the simulated DPU; the deliberate divergence was detected"
+echo "board session: bit-exact on the simulated DPU, also under the alternative LeakyReLU rounding"
