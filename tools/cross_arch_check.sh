@@ -20,7 +20,7 @@
 #     the golden set verified and every stream and decoded image is identical on both sides.
 #
 # Environment: CROSS_ROOT, NUMPY_SPEC, PYTHON (host interpreter with fxlic installed; default .venv/bin/python),
-# MIRROR (Debian mirror, default http://deb.debian.org/debian), SKIP_GOLDEN=1 (skip step 4's verify),
+# MIRROR (Debian mirror, default: the first Debian URI of this host's apt sources), SKIP_GOLDEN=1 (skip step 4's verify),
 # REPORT (name of the result files, default <arch>; e.g. aarch64-numpy2 with NUMPY_SPEC='numpy>=2').
 set -euo pipefail
 # The whole script is one block, parsed before it runs: editing the file during a run cannot change the run.
@@ -40,7 +40,12 @@ if [ ${#IMAGES[@]} -eq 0 ]; then
 fi
 PYTHON=${PYTHON:-$REPO/.venv/bin/python}
 CROSS_ROOT=${CROSS_ROOT:-$(dirname "$REPO")/fxlic-cross/$ARCH-root}
-MIRROR=${MIRROR:-http://deb.debian.org/debian}
+host_mirror() {  # the Debian archive this host's apt already uses (deb822 sources or sources.list)
+  { grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}'
+    grep -hs '^deb ' /etc/apt/sources.list | awk '{print $2}'; } | grep -v security | head -n 1
+}
+MIRROR=${MIRROR:-$(host_mirror)}
+[ -n "$MIRROR" ] || { echo "no Debian mirror in this host's apt sources: set MIRROR" >&2; exit 2; }
 OUT=$REPO/results/cross-arch
 REPORT=${REPORT:-$ARCH}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/fxlic-cross-$ARCH.XXXXXX")
