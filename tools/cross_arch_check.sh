@@ -42,7 +42,7 @@ PYTHON=${PYTHON:-$REPO/.venv/bin/python}
 CROSS_ROOT=${CROSS_ROOT:-$(dirname "$REPO")/fxlic-cross/$ARCH-root}
 host_mirror() {  # the Debian archive this host's apt already uses (deb822 sources or sources.list)
   { grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}'
-    grep -hs '^deb ' /etc/apt/sources.list | awk '{print $2}'; } | grep -v security | head -n 1
+    grep -hs '^deb ' /etc/apt/sources.list | awk '{print $2}'; } | grep -v security | head -n 1 || true
 }
 MIRROR=${MIRROR:-$(host_mirror)}
 [ -n "$MIRROR" ] || { echo "no Debian mirror in this host's apt sources: set MIRROR" >&2; exit 2; }
