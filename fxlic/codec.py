@@ -125,6 +125,17 @@ class Codec:
                                    self.workers) for head in heads]
         return outputs[0], outputs[1] if len(outputs) > 1 else None
 
+    def _y_coding_params(self, scales: np.ndarray, means: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """``net.y_coding_params`` a few channels at a time (it is elementwise), so its int64
+        temporaries stay small next to the int32 results."""
+        table = np.empty(scales.shape, dtype=np.int32)
+        mean_r = np.empty(scales.shape, dtype=np.int32)
+        step = 8
+        for c in range(0, scales.shape[0], step):
+            part = slice(c, c + step)
+            table[part], mean_r[part] = self.net.y_coding_params(scales[part], None if means is None else means[part])
+        return table, mean_r
+
     def _synthesis_tiled(self, y_hat: np.ndarray, height: int, width: int) -> np.ndarray:
         image = np.empty((height, width, 3), dtype=np.uint8)
 
@@ -160,7 +171,8 @@ class Codec:
         z_stream = encode_symbols(z_hat.reshape(-1).astype(np.int32), factorized_table_indexes(z_hat.shape),
                                   self.model.z_tables)
         scales, means = self.net.hyper_synthesis(z_hat, trace) if keep_trace else self._hyper_synthesis_tiled(z_hat)
-        table, mean_r = self.net.y_coding_params(scales, means)
+        table, mean_r = self._y_coding_params(scales, means)
+        del scales, means
         symbols = y_hat.astype(np.int32) - mean_r
         y_stream = encode_symbols(symbols.reshape(-1), table.reshape(-1), self.model.y_tables)
         header = StreamHeader(model_name=self.model.name, model_hash=self.model_hash[:HASH_BYTES],
@@ -184,7 +196,7 @@ class Codec:
                 scales, means = self.net.hyper_synthesis(z_hat, trace)
             else:
                 scales, means = self._hyper_synthesis_tiled(z_hat)
-            table, mean_r = self.net.y_coding_params(scales, means)
+            table, mean_r = self._y_coding_params(scales, means)
             symbols = decode_symbols(streams[1], table.reshape(-1), self.model.y_tables)
         except EntropyDecodeError as exc:
             raise DecodeError(f"corrupted entropy-coded data: {exc}") from None

@@ -145,3 +145,26 @@ def test_codec_streams_and_pixels_do_not_depend_on_the_tile(path, kodak_image, h
         codec = _codec(path, tile)
         assert codec.encode(pixels).bitstream == reference.bitstream
         np.testing.assert_array_equal(codec.decode(reference.bitstream), decoded)
+
+
+def test_cli_tile_option(tmp_path, kodak_image, capsys) -> None:
+    """`fxlic encode/decode --tile`: identical streams and PNG pixels for --tile 64, 128 and 0 on an
+    odd-sized image; a tile that is not a multiple of 64 is a usage error."""
+    from PIL import Image
+
+    from fxlic.cli import main
+
+    source = tmp_path / "odd.png"
+    Image.fromarray(kodak_image(3, (5, 7, 131, 197))).save(source)
+    streams, pixels = [], []
+    for tile in ("64", "128", "0"):
+        stream, decoded = tmp_path / f"t{tile}.fxl", tmp_path / f"t{tile}.png"
+        assert main(["encode", str(source), "-o", str(stream), "--tile", tile, "-q"]) == 0
+        assert main(["decode", str(stream), "-o", str(decoded), "--tile", tile, "-q"]) == 0
+        streams.append(stream.read_bytes())
+        pixels.append(np.asarray(Image.open(decoded)))
+    assert streams[0] == streams[1] == streams[2]
+    assert all(np.array_equal(pixels[0], p) for p in pixels[1:]) and pixels[0].shape == (131, 197, 3)
+    with pytest.raises(SystemExit):
+        main(["encode", str(source), "-o", str(tmp_path / "bad.fxl"), "--tile", "100"])
+    assert "multiple of 64" in capsys.readouterr().err
