@@ -255,14 +255,41 @@ def cmd_partition(args: argparse.Namespace) -> int:
             height, width = (int(v) for v in args.size.lower().split("x"))
         except ValueError:
             raise BoardUsageError(f"--size wants HxW, got {args.size!r}") from None
+    tiles = _tile_table(model, partition, args.tile, height, width) if args.tile else None
     if args.json:
         data = partition.to_json()
         if height:
             data["shapes_nhwc"] = {k: list(v) for k, v in partition.shapes(height, width).items()}
+        if tiles:
+            data["tile"] = {"pixels": args.tile, "subgraphs": tiles}
         print(json.dumps(data, indent=1))
     else:
         print(partition.describe(height, width))
+        if tiles:
+            print(f"\nfixed-shape tiles for --tile {args.tile} (compile each xmodel for its input shape, "
+                  "docs/board.md 'Tiles'):")
+            for name, info in tiles.items():
+                windows = f", {info['windows']} windows for {height}x{width}" if "windows" in info else ""
+                print(f"  {name:14s} input {info['input']} NHWC {tuple(info['input_nhwc'])}{windows}")
     return EXIT_OK
+
+
+def _tile_table(model, partition, tile: int, height: int | None, width: int | None) -> dict:
+    """Per subgraph: the fixed input shape of a tile (the xmodel's) and, for an image size, the windows."""
+    from fxlic.reference.hyperprior import padded_size
+
+    from .tiles import plan_subgraph, subgraph_tiles
+
+    shapes = partition.shapes(*padded_size(height, width)) if height else None
+    table = {}
+    for name, (h, w) in subgraph_tiles(model, tile).items():
+        (source,) = partition.subgraph(name).inputs
+        info: dict = {"input": source, "input_nhwc": [1, h, w, partition.tensors[source].channels]}
+        if shapes:
+            _, ih, iw, _ = shapes[source]
+            info["windows"] = plan_subgraph(partition, model, name, (ih, iw), (h, w)).count
+        table[name] = info
+    return table
 
 
 # ---- parser ----------------------------------------------------------------------------------------
@@ -333,6 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("partition", help="print the DPU/CPU partition of a model")
     add_model_options(p, "partition")
     p.add_argument("--size", help="image size HxW: also print NHWC shapes")
+    p.add_argument("--tile", type=int, metavar="PIXELS",
+                   help="print each subgraph's fixed tile input shape (what to compile the xmodel for) and, "
+                        "with --size, the number of windows")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_partition)
     return parser

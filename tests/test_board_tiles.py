@@ -126,3 +126,13 @@ def test_fault_in_one_tile_is_located_to_that_tile_and_layer(codec, tiled_golden
     first = comparison.first_divergence
     assert first is not None and first.tensor == layer and first.status == DIVERGES
     assert first.tile is not None and first.tile.startswith(f"tile {window} of 2"), first.tile
+
+
+def test_partition_prints_the_tile_shapes(capsys) -> None:
+    """board partition --tile: the fixed input shape each xmodel is compiled for, and the window count."""
+    assert main(["board", "partition", "--tile", "512", "--size", "505x700", "--json"]) == 0
+    tile = json.loads(capsys.readouterr().out)["tile"]
+    assert tile["pixels"] == 512
+    assert tile["subgraphs"]["decoder"]["input_nhwc"][:3] == [1, 32, 32]
+    assert tile["subgraphs"]["encoder"]["input_nhwc"] == [1, 512, 512, 3]
+    assert tile["subgraphs"]["encoder"]["windows"] == 2
