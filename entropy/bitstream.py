@@ -46,9 +46,9 @@ COLOUR_TYPES = {COLOUR_RGB: "rgb", COLOUR_GRAY: "gray"}
 MAX_PIXELS = 1 << 26
 """Pixel limit (67.1 MP, e.g. 9248 × 6936 = 64.1 MP fits), checked before anything is allocated (BS-5).
 The decoder runs its transforms in tiles (docs/tiling.md), so what it allocates grows with the latents
-and the output image only: about 3 bytes (image) + a few tens of bytes (latents and their entropy
-parameters, 1/256 of the pixels × M channels × a few int32/int64 arrays) per image pixel, plus a
-fixed amount per tile. Measured figures: docs/bitstream.md (BS-5). It was 2^24 while the decoder held
+and the output image only: 3 bytes (image) + about 8 bytes (latents and their entropy parameters:
+M channels at 1/256 of the pixels, three int8 and three int32 arrays, M = 128) per image pixel, plus a
+fixed amount per tile and thread. Measured figures: docs/bitstream.md (BS-5). It was 2^24 while the decoder held
 whole feature maps (~800 B per pixel); the fields are u32, so no format change was needed."""
 MAX_SIDE = 16384
 """Side limit (BS-5): 2^14, a multiple of 64 (the padding unit), and the largest side Vitis/DPU
