@@ -82,6 +82,10 @@ def _run_batch(jobs: list, verb: str, work) -> int:
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             print(f"fxlic: error: {_naming(job.source, message)}", file=sys.stderr)
             failed.append(job.source)
+        except MemoryError:  # numpy's _ArrayMemoryError too: say what to do, not "internal error"
+            print(f"fxlic: error: {_naming(job.source, 'out of memory; a smaller --tile needs less')}",
+                  file=sys.stderr)
+            failed.append(job.source)
     if len(jobs) > 1:
         done = len(jobs) - len(failed)
         summary = f"fxlic: {verb}d {done} of {len(jobs)} files"

@@ -168,3 +168,22 @@ def test_cli_tile_option(tmp_path, kodak_image, capsys) -> None:
     with pytest.raises(SystemExit):
         main(["encode", str(source), "-o", str(tmp_path / "bad.fxl"), "--tile", "100"])
     assert "multiple of 64" in capsys.readouterr().err
+
+
+def test_out_of_memory_is_a_clear_error(tmp_path, kodak_image, capsys, monkeypatch) -> None:
+    """A MemoryError (numpy's _ArrayMemoryError) is reported as one line naming the file and what to
+    do, exit code 1 -- not as an internal error."""
+    from PIL import Image
+
+    from fxlic.cli import main
+
+    source = tmp_path / "small.png"
+    Image.fromarray(kodak_image(2, (0, 0, 40, 40))).save(source)
+
+    def no_memory(self, *args, **kwargs):
+        raise np.core._exceptions._ArrayMemoryError((1 << 40,), np.dtype(np.int64))
+
+    monkeypatch.setattr(Codec, "encode", no_memory)
+    assert main(["encode", str(source), "-o", str(tmp_path / "s.fxl")]) == 1
+    err = capsys.readouterr().err
+    assert "small.png: out of memory; a smaller --tile needs less" in err and "internal" not in err
