@@ -158,20 +158,21 @@ class Codec:
             raise ValueError(f"expected uint8 H×W×3 pixels, got {pixels.dtype} {pixels.shape}")
         height, width = pixels.shape[:2]
         trace: dict[str, np.ndarray] = {}
-        if keep_trace:  # the trace records whole layer outputs: whole-image transforms
+        whole = keep_trace or self.tile == 0  # tile 0: the network's own (overridable) whole-image methods
+        if whole:  # the trace records whole layer outputs: whole-image transforms
             x = pixels_to_input(pad_image(pixels))
             trace["input"] = x
             y = self.net.analysis(x, trace)
         else:
             y = self._analysis_tiled(pixels)
         y_hat = self.net.quantize_latent(y, self.net.fix_y)
-        z = self.net.hyper_analysis(y, trace) if keep_trace else self._hyper_analysis_tiled(y)
+        z = self.net.hyper_analysis(y, trace) if whole else self._hyper_analysis_tiled(y)
         del y
         z_hat = self.net.quantize_latent(z, self.net.fix_z)
         trace["y_hat"], trace["z_hat"] = y_hat, z_hat
         z_stream = encode_symbols(z_hat.reshape(-1).astype(np.int32), factorized_table_indexes(z_hat.shape),
                                   self.model.z_tables)
-        scales, means = self.net.hyper_synthesis(z_hat, trace) if keep_trace else self._hyper_synthesis_tiled(z_hat)
+        scales, means = self.net.hyper_synthesis(z_hat, trace) if whole else self._hyper_synthesis_tiled(z_hat)
         table, mean_r = self._y_coding_params(scales, means)
         del scales, means
         symbols = y_hat.astype(np.int32) - mean_r
@@ -193,7 +194,7 @@ class Codec:
         try:
             z_values = decode_symbols(streams[0], factorized_table_indexes(z_shape), self.model.z_tables)
             z_hat = _as_int8(z_values, z_shape, "ẑ")
-            if trace is not None:  # the trace records whole layer outputs: whole-image transforms
+            if trace is not None or self.tile == 0:  # whole-image transforms (traces record whole layers)
                 scales, means = self.net.hyper_synthesis(z_hat, trace)
             else:
                 scales, means = self._hyper_synthesis_tiled(z_hat)
@@ -203,10 +204,11 @@ class Codec:
             raise DecodeError(f"corrupted entropy-coded data: {exc}") from None
         y_hat = _as_int8(symbols.reshape(y_shape).astype(np.int64) + mean_r, y_shape, "ŷ")
         del symbols, table, mean_r, scales, means
-        if trace is None:
+        if trace is None and self.tile:
             return self._synthesis_tiled(y_hat, header.height, header.width)
         x_hat = self.net.synthesis(y_hat, trace)
-        trace["y_hat"], trace["z_hat"] = y_hat, z_hat
+        if trace is not None:
+            trace["y_hat"], trace["z_hat"] = y_hat, z_hat
         return output_to_pixels(x_hat)[: header.height, : header.width]
 
     def check_header(self, header: StreamHeader) -> None:

@@ -136,3 +136,20 @@ def test_partition_prints_the_tile_shapes(capsys) -> None:
     assert tile["subgraphs"]["decoder"]["input_nhwc"][:3] == [1, 32, 32]
     assert tile["subgraphs"]["encoder"]["input_nhwc"] == [1, 512, 512, 3]
     assert tile["subgraphs"]["encoder"]["windows"] == 2
+
+
+def test_board_codec_decodes_on_the_runner_without_a_trace(codec, kodak_image) -> None:
+    """board_codec's decoder runs h_s and g_s on the runner, traced or not (not the codec's own tiles)."""
+    from fxlic.board.runner import board_codec
+
+    calls: list[str] = []
+
+    class Counting(SimulatedDpuRunner):
+        def run_subgraph(self, name, inputs):
+            calls.append(name)
+            return super().run_subgraph(name, inputs)
+
+    stream = codec.encode(kodak_image(4, (0, 0, 40, 56))).bitstream
+    pixels = board_codec(codec.model, Counting(codec.model)).decode(stream)
+    assert calls == ["hyper_decoder", "decoder"]
+    np.testing.assert_array_equal(pixels, codec.decode(stream))
