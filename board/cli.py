@@ -45,6 +45,7 @@ from .session import (
     name_map,
     parse_assumptions,
     partition_without_model,
+    resolve_tile,
     run_golden_set,
     simulation_model,
 )
@@ -61,10 +62,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     partition = partition_from_model(model)
     names = name_map(args.names, partition)
     out.mkdir(parents=True, exist_ok=True)
-    runner = make_runner(args, model, names, out)
+    tile = resolve_tile(args, golden)
+    runner = make_runner(args, model, names, out, tile)
     subgraphs = args.subgraph or runner.subgraph_names
     images = image_list(golden, args.image)
-    print(f"board run: {runner.kind} DPU, model {model.name} q{model.quality} ({partition.model_hash[:12]}), "
+    tiled = f" (tile {tile} px)" if tile else ""
+    print(f"board run: {runner.kind} DPU{tiled}, model {model.name} q{model.quality} ({partition.model_hash[:12]}), "
           f"golden {golden.folder}, {len(images)} image(s) -> {out}")
     start = time.perf_counter()
     run_golden_set(runner, golden, names, out, images, subgraphs, overwrite=args.simulate)
@@ -72,7 +75,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     record = {"runner": runner.kind, "model": {"name": model.name, "quality": model.quality,
                                                 "hash": partition.model_hash},
               "golden": str(golden.folder), "images": images, "subgraphs": subgraphs,
-              "xmodels": [str(p) for p in (args.xmodel or [])]}
+              "xmodels": [str(p) for p in (args.xmodel or [])], "tile": tile}
     if args.simulate:
         record["assumptions"] = describe_assumptions(*parse_assumptions(args.assume))
     (out / "board-run.json").write_text(json.dumps(record, indent=1) + "\n")
@@ -99,6 +102,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     partition = partition_from_model(model) if model is not None else partition_without_model(args, golden)
     names = name_map(args.names, partition, dump)
     images = image_list(golden, args.image)
+    tile = resolve_tile(args, golden)
+    tiles, geometry = None, None
+    if tile:
+        from fxlic import models
+
+        from .tiles import subgraph_tiles
+
+        geometry = model or models.load(golden.model["name"], golden.model["quality"], args.model_file)
+        tiles = subgraph_tiles(geometry, tile)
     comparisons = []
     for image in images:
         folder = image_dump_dir(dump, image, len(images) == 1)
@@ -118,7 +130,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 raise BoardError(f"{ref_root}: no dump for image {image}")
             reference = (open_dump(ref_folder), name_map(None, partition, ref_root))
         comparisons.append(compare_image(golden, image, store, names, partition, model, subgraphs,
-                                         args.allow_missing, reference))
+                                         args.allow_missing, reference, tiles, geometry))
     ok = all(c.ok for c in comparisons)
     if args.json:
         print(json.dumps({"golden": str(golden.folder), "dump": str(dump), "ok": ok,
@@ -152,7 +164,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
         dump_dir = Path(args.dump) if args.dump else None
         if dump_dir is None and args.golden and not args.simulate:  # let VART dump internals for the comparison
             dump_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fxlic-board-")))
-        runner = make_runner(args, model, names, dump_dir)
+        runner = make_runner(args, model, names, dump_dir, args.tile or 0)
         codec = board_codec(model, runner)
         trace: dict[str, np.ndarray] = {}
         start = time.perf_counter()
@@ -243,14 +255,41 @@ def cmd_partition(args: argparse.Namespace) -> int:
             height, width = (int(v) for v in args.size.lower().split("x"))
         except ValueError:
             raise BoardUsageError(f"--size wants HxW, got {args.size!r}") from None
+    tiles = _tile_table(model, partition, args.tile, height, width) if args.tile else None
     if args.json:
         data = partition.to_json()
         if height:
             data["shapes_nhwc"] = {k: list(v) for k, v in partition.shapes(height, width).items()}
+        if tiles:
+            data["tile"] = {"pixels": args.tile, "subgraphs": tiles}
         print(json.dumps(data, indent=1))
     else:
         print(partition.describe(height, width))
+        if tiles:
+            print(f"\nfixed-shape tiles for --tile {args.tile} (compile each xmodel for its input shape, "
+                  "docs/board.md 'Tiles'):")
+            for name, info in tiles.items():
+                windows = f", {info['windows']} windows for {height}x{width}" if "windows" in info else ""
+                print(f"  {name:14s} input {info['input']} NHWC {tuple(info['input_nhwc'])}{windows}")
     return EXIT_OK
+
+
+def _tile_table(model, partition, tile: int, height: int | None, width: int | None) -> dict:
+    """Per subgraph: the fixed input shape of a tile (the xmodel's) and, for an image size, the windows."""
+    from fxlic.reference.hyperprior import padded_size
+
+    from .tiles import plan_subgraph, subgraph_tiles
+
+    shapes = partition.shapes(*padded_size(height, width)) if height else None
+    table = {}
+    for name, (h, w) in subgraph_tiles(model, tile).items():
+        (source,) = partition.subgraph(name).inputs
+        info: dict = {"input": source, "input_nhwc": [1, h, w, partition.tensors[source].channels]}
+        if shapes:
+            _, ih, iw, _ = shapes[source]
+            info["windows"] = plan_subgraph(partition, model, name, (ih, iw), (h, w)).count
+        table[name] = info
+    return table
 
 
 # ---- parser ----------------------------------------------------------------------------------------
@@ -263,6 +302,9 @@ def _runner_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--names", help="name map JSON (our names -> xmodel names); default: fxlic's default names")
     p.add_argument("--model-file", help="the integer model file (default: the shipped model named by the golden "
                                         "set / stream)")
+    p.add_argument("--tile", type=int, metavar="PIXELS",
+                   help="run each subgraph as fixed-shape windows for a tile of PIXELS (the xmodels' input "
+                        "shapes, docs/board.md 'Tiles'); default: the golden set's tile, else whole images")
     p.add_argument("--no-fix-check", action="store_true",
                    help="run even if the xmodel's fix_point differ from the model file's (VART only)")
 
@@ -292,6 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only this subgraph (default: every subgraph found in the dump)")
     p.add_argument("--allow-missing", action="store_true", help="tensors absent from the dump do not fail")
     p.add_argument("--no-recompute", action="store_true", help="attribute by dataflow only (no model recompute)")
+    p.add_argument("--tile", type=int, metavar="PIXELS",
+                   help="the DPU tile of the run: name the window of each first mismatch (default: the golden "
+                        "set's tile)")
     p.add_argument("--reference-dump", help="expected values from this dump instead of the golden set (e.g. "
                                             "board run --simulate --assume ...: confirm the board computes that)")
     p.set_defaults(func=cmd_compare)
@@ -315,6 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("partition", help="print the DPU/CPU partition of a model")
     add_model_options(p, "partition")
     p.add_argument("--size", help="image size HxW: also print NHWC shapes")
+    p.add_argument("--tile", type=int, metavar="PIXELS",
+                   help="print each subgraph's fixed tile input shape (what to compile the xmodel for) and, "
+                        "with --size, the number of windows")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_partition)
     return parser

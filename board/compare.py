@@ -61,6 +61,7 @@ class LayerReport:
     pattern: str | None = None
     note: str | None = None
     scale_shift: int | None = field(default=None, repr=False)  # k when got ≈ expected · 2^k
+    tile: str | None = None  # tiled runs: the DPU window whose core holds the first mismatch
 
     @property
     def equal(self) -> bool:
@@ -308,11 +309,15 @@ def golden_expected(golden: GoldenSet, image: str, partition: Partition,
 def compare_image(golden: GoldenSet, image: str, store: DumpStore, names: NameMap, partition: Partition,
                   model: ModelFile | None = None, subgraphs: Sequence[str] | None = None,
                   allow_missing: bool = False,
-                  reference: tuple[DumpStore, NameMap] | None = None) -> ImageComparison:
+                  reference: tuple[DumpStore, NameMap] | None = None,
+                  tiles: Mapping[str, tuple[int, int]] | None = None,
+                  geometry: ModelFile | None = None) -> ImageComparison:
     """Compare one image of a golden set with a dump (any layout ``open_dump`` reads).
 
     ``reference``: take the expected values from another dump instead of the golden set — e.g. the
     simulator under an alternative ``--assume``, to confirm that the board computes exactly that.
+    ``tiles`` (subgraph → fixed input window, ``board.tiles.subgraph_tiles``) with ``geometry`` (the
+    model whose layers decide the halos): name the DPU window of each layer's first mismatch.
     """
     entry = golden.image(image)
     height, width = int(entry["height"]), int(entry["width"])
@@ -328,7 +333,33 @@ def compare_image(golden: GoldenSet, image: str, store: DumpStore, names: NameMa
             expected[t] = raw.reshape(shapes[t]) if raw is not None and raw.size == np.prod(shapes[t]) else None
     got = {t: store.get(names, t) for t in tensors}
     layers = compare_tensors(partition, expected, got, shapes, model, tensors)
+    if tiles and geometry is not None:
+        _locate_tiles(layers, partition, geometry, shapes, tiles)
     return ImageComparison(image, height, width, layers, allow_missing)
+
+
+def _locate_tiles(layers: Sequence[LayerReport], partition: Partition, geometry: ModelFile,
+                  shapes: Mapping[str, tuple[int, ...]], tiles: Mapping[str, tuple[int, int]]) -> None:
+    """Set ``report.tile`` for every mismatching tensor: the window (row-major index, grid position)
+    whose core holds its first mismatch, as the tiled runner (``board/tiles.py``) cut the subgraph."""
+    from .tiles import plan_subgraph
+
+    plans = {}
+    for report in layers:
+        if report.first_nhwc is None or report.subgraph not in tiles:
+            continue
+        sg = partition.subgraph(report.subgraph)
+        if report.tensor in sg.inputs:
+            continue
+        if report.subgraph not in plans:
+            _, h, w, _ = shapes[sg.inputs[0]]
+            plans[report.subgraph] = plan_subgraph(partition, geometry, report.subgraph, (h, w), tiles[report.subgraph])
+        plan = plans[report.subgraph]
+        _, row, col, _ = report.first_nhwc
+        r, c = plan.tile_of(report.tensor, row, col)
+        (r0, r1), (c0, c1) = plan.rows.windows[r], plan.cols.windows[c]
+        report.tile = (f"tile {r * len(plan.cols.windows) + c} of {plan.count} (grid row {r}, col {c}; "
+                       f"{sg.inputs[0]} rows {r0}..{r1 - 1}, cols {c0}..{c1 - 1})")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -360,6 +391,8 @@ def format_report(comparisons: Sequence[ImageComparison], header: str = "") -> s
                 lines.append(f"      pattern: {r.pattern}")
             if r.note and r.status != OK:
                 lines.append(f"      note: {r.note}")
+            if r.tile and r.status == DIVERGES:
+                lines.append(f"      first mismatch in {r.tile}")
         first = comp.first_divergence
         if comp.ok:
             missing = sum(r.status in (MISSING, NO_GOLDEN) for r in comp.layers)
@@ -369,6 +402,8 @@ def format_report(comparisons: Sequence[ImageComparison], header: str = "") -> s
             followers = [r.tensor for r in comp.layers if r.status == FOLLOWS and r.origin == first.tensor]
             also = [r.tensor for r in comp.layers if r.status == DIVERGES and r is not first]
             text = f"  result: MISMATCH — first diverging layer: {first.tensor} ({first.subgraph})"
+            if first.tile:
+                text += f", {first.tile}"
             if followers:
                 text += f"; {len(followers)} follow from it ({', '.join(followers)})"
             if also:

@@ -409,6 +409,6 @@ class RunnerBackedHyperprior(IntegerHyperprior):
 
 def board_codec(model: ModelFile, runner: BoardRunner) -> Codec:
     """A ``fxlic.codec.Codec`` whose decoder runs h_s and g_s on ``runner`` (encode stays reference)."""
-    codec = Codec(model)
+    codec = Codec(model, tile=0)  # tile 0: the codec calls the net's synthesis methods, i.e. the runner
     codec.net = RunnerBackedHyperprior(model, runner)
     return codec

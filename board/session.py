@@ -15,6 +15,7 @@ from fxlic.golden.goldenset import GoldenSet
 from .dumps import NameMap, chw_to_nhwc, default_names, write_vart_dump
 from .partition import Partition, partition_from_model
 from .runner import BoardError, BoardRunner, SimulatedDpuRunner, VartRunner
+from .tiles import TiledRunner, subgraph_tiles
 
 _ASSUME_KEYS = {
     "leaky": "leaky_relu_rounding", "leaky_relu_rounding": "leaky_relu_rounding",
@@ -96,7 +97,21 @@ def simulation_model(args: argparse.Namespace, name: str, quality: int, expect_h
     return model_for(name, quality, model_file, expect_hash)
 
 
-def make_runner(args: argparse.Namespace, model, names: NameMap, dump_dir: Path | None) -> BoardRunner:
+def make_runner(args: argparse.Namespace, model, names: NameMap, dump_dir: Path | None, tile: int = 0) -> BoardRunner:
+    """The runner the arguments ask for; with ``tile`` (pixels) it runs every subgraph as fixed-shape
+    windows (``board/tiles.py``: the xmodels' input shapes, ``subgraph_tiles``) and stitches."""
+    runner = _make_base_runner(args, model, names, dump_dir)
+    return TiledRunner(runner, model, subgraph_tiles(model, tile)) if tile else runner
+
+
+def resolve_tile(args: argparse.Namespace, golden: GoldenSet | None) -> int:
+    """--tile if given, else the golden set's recorded tile, else 0 (whole images)."""
+    if getattr(args, "tile", None) is not None:
+        return int(args.tile)
+    return golden.tile if golden is not None else 0
+
+
+def _make_base_runner(args: argparse.Namespace, model, names: NameMap, dump_dir: Path | None) -> BoardRunner:
     partition = partition_from_model(model)
     if args.simulate:
         base, per_layer = parse_assumptions(args.assume)
@@ -129,8 +144,9 @@ def run_golden_set(runner: BoardRunner, golden: GoldenSet, names: NameMap, out: 
     partition = runner.partition
     for image in images or golden.names():
         folder = out / image
-        if isinstance(runner, VartRunner):
-            runner.dump_dir = folder
+        backend = runner.base if isinstance(runner, TiledRunner) else runner
+        if isinstance(backend, VartRunner):
+            backend.dump_dir = folder
         log(f"  {image}")
         for sg_name in subgraphs or runner.subgraph_names:
             sg = partition.subgraph(sg_name)

@@ -43,11 +43,13 @@ COLOUR_RGB = 0
 COLOUR_GRAY = 1
 """Colour type (BS-10): the source was grayscale (coded as R = G = B); decode to one gray channel."""
 COLOUR_TYPES = {COLOUR_RGB: "rgb", COLOUR_GRAY: "gray"}
-MAX_PIXELS = 1 << 24
-"""Pixel limit (16.7 MP), checked before anything is allocated (BS-5). The integer reference decoder
-holds whole feature maps: an N-channel layer at 1/2 resolution with int64 accumulators costs 2 N bytes
-per image pixel (384 B for N = 192), i.e. several GB at 2^24 pixels -- the most a reference run should
-allocate on the say-so of an untrusted file. See docs/bitstream.md."""
+MAX_PIXELS = 1 << 26
+"""Pixel limit (67.1 MP, e.g. 9248 × 6936 = 64.1 MP fits), checked before anything is allocated (BS-5).
+The decoder runs its transforms in tiles (docs/tiling.md), so what it allocates grows with the latents
+and the output image only: 3 bytes (image) + about 8 bytes (latents and their entropy parameters:
+M channels at 1/256 of the pixels, three int8 and three int32 arrays, M = 128) per image pixel, plus a
+fixed amount per tile and thread. Measured figures: docs/bitstream.md (BS-5). It was 2^24 while the decoder held
+whole feature maps (~800 B per pixel); the fields are u32, so no format change was needed."""
 MAX_SIDE = 16384
 """Side limit (BS-5): 2^14, a multiple of 64 (the padding unit), and the largest side Vitis/DPU
 pipelines and common image libraries handle; also keeps latent sizes small integers."""

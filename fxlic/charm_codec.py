@@ -26,6 +26,8 @@ class CharmCodec(Codec):
         self.model = model
         self.net = IntegerCharm(model, impl=impl)
         self.model_hash = model.content_hash()
+        # the mean-scale codec's options, fixed here: whole-image transforms, rANS coder chosen at run time
+        self.impl, self.entropy_impl, self.tile, self.workers = impl, None, 0, None
 
     def encode(self, pixels: np.ndarray, keep_trace: bool = False, colour: int = COLOUR_RGB) -> CodingResult:
         """uint8 H×W×3 → bitstream with streams [z, y_0, …, y_{S−1}]."""

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from fxlic.errors import OutputError, UsageError
-from fxlic.options import add_model_options
+from fxlic.options import add_model_options, add_tile_option
 
 EXIT_ERROR = 1
 EXIT_INTERNAL = 3
@@ -34,18 +34,21 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 
 
 # ---- model loading (cached: one load per model file per process) --------------------------------
-_CODECS: dict[int, object] = {}
+_CODECS: dict[tuple[int, int | None], object] = {}
 
 
-def load_codec(name: str | None = None, quality: int | None = None, model_file: str | None = None):
-    """The golden codec of a shipped model (name, quality) or a model file (``fxlic.models.load``)."""
+def load_codec(name: str | None = None, quality: int | None = None, model_file: str | None = None,
+               tile: int | None = None):
+    """The golden codec of a shipped model (name, quality) or a model file (``fxlic.models.load``),
+    running its transforms in tiles of ``tile`` pixels (None: the codec's default; 0: whole image)."""
     from fxlic import models
     from fxlic.codec import open_codec
 
     model = models.load(name, quality, model_file)
-    if id(model) not in _CODECS:
-        _CODECS[id(model)] = open_codec(model)
-    return _CODECS[id(model)]
+    key = (id(model), tile)
+    if key not in _CODECS:
+        _CODECS[key] = open_codec(model) if tile is None else open_codec(model, tile=tile)
+    return _CODECS[key]
 
 
 def _warn(message: str) -> None:
@@ -79,6 +82,10 @@ def _run_batch(jobs: list, verb: str, work) -> int:
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             print(f"fxlic: error: {_naming(job.source, message)}", file=sys.stderr)
             failed.append(job.source)
+        except MemoryError:  # numpy's _ArrayMemoryError too: say what to do, not "internal error"
+            print(f"fxlic: error: {_naming(job.source, 'out of memory; a smaller --tile needs less')}",
+                  file=sys.stderr)
+            failed.append(job.source)
     if len(jobs) > 1:
         done = len(jobs) - len(failed)
         summary = f"fxlic: {verb}d {done} of {len(jobs)} files"
@@ -93,7 +100,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from fxlic.batch import collect_inputs, plan_outputs
     from fxlic.imageio import IMAGE_SUFFIXES, read_image_with_colour, write_atomically
 
-    codec = load_codec(args.model, args.quality, args.model_file)
+    codec = load_codec(args.model, args.quality, args.model_file, args.tile)
     jobs = plan_outputs(args.inputs, collect_inputs(args.inputs, IMAGE_SUFFIXES), args.output, args.out_dir, ".fxl")
     if args.output is not None and jobs[0].target.suffix.lower() != ".fxl":
         _warn(f"{jobs[0].target} does not end in .fxl (it is an fxlic bitstream, not an image)")
@@ -122,7 +129,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
     def decode_one(job) -> None:
         data = job.source.read_bytes()
         header, _ = unpack(data)
-        codec = load_codec(header.model_name, header.quality, args.model_file)
+        codec = load_codec(header.model_name, header.quality, args.model_file, args.tile)
         pixels = codec.decode(data)
         if header.colour == COLOUR_GRAY:
             pixels = to_gray(pixels)
@@ -227,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("-o", "--output", metavar="FILE.fxl", help="output file (exactly one input)")
     out.add_argument("-d", "--out-dir", metavar="DIR", help="output folder: DIR/<name>.fxl (any number of inputs)")
     add_model_options(p)
+    add_tile_option(p)
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(func=cmd_encode)
 
@@ -239,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("-d", "--out-dir", metavar="DIR", help="output folder: DIR/<name>.png (any number of inputs)")
     p.add_argument("--model-file", metavar="FILE.npz",
                    help="decode with this model file (its hash must match the stream's)")
+    add_tile_option(p)
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(func=cmd_decode)
 

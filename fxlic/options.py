@@ -23,3 +23,23 @@ def add_model_options(p: argparse.ArgumentParser, what: str = "encode") -> None:
     p.add_argument("--model", help=f"shipped model to {what} with (default: the default model; see `fxlic models`)")
     p.add_argument("--quality", type=int, metavar="Q", help=f"quality index of the model ({shipped_qualities_help()})")
     p.add_argument("--model-file", metavar="FILE.npz", help="use this integer model file instead of a shipped one")
+
+
+def tile_argument(text: str) -> int:
+    """argparse type of --tile: 0 or a positive multiple of 64 (``fxlic.codec.check_tile``)."""
+    from fxlic.codec import check_tile
+
+    try:
+        return check_tile(int(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_tile_option(p: argparse.ArgumentParser) -> None:
+    """--tile PIXELS, the same in encode and decode; the result never depends on it (docs/tiling.md)."""
+    from fxlic.codec import DEFAULT_TILE
+
+    p.add_argument("--tile", type=tile_argument, default=DEFAULT_TILE, metavar="PIXELS",
+                   help=f"process the image in tiles of PIXELS×PIXELS (a multiple of 64; 0 = whole image; "
+                   f"default {DEFAULT_TILE}). Streams and pixels are identical for every tile size; memory is "
+                   f"bounded by the tile, the latents and the image. Tiles run on all cores.")

@@ -57,7 +57,9 @@ def make_main(args: argparse.Namespace) -> int:
             pixels = np.ascontiguousarray(pixels[top : top + height, left : left + width])
             name = f"{name}_{top}_{left}_{height}x{width}"
         images[name] = pixels
-    manifest = make_set(codec, images, args.out)
+    if args.tile and args.tile % (codec.net.latent_stride * codec.net.hyper_stride):
+        raise UsageError(f"--tile must be a multiple of {codec.net.latent_stride * codec.net.hyper_stride} pixels")
+    manifest = make_set(codec, images, args.out, tile=args.tile)
     count = sum(len(i["arrays"]) for i in manifest["images"])
     print(f"wrote {args.out}: {len(images)} images, {count} arrays, model {manifest['model']['hash'][:12]}")
     return 0
@@ -104,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", nargs="+", required=True, metavar="IMAGE[@TOP,LEFT,HEIGHT,WIDTH]",
                    help="image files, each optionally cropped (pixel rectangle after @)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder of the new set (replaced if it exists)")
+    p.add_argument("--tile", type=int, default=0, metavar="PIXELS",
+                   help="record the DPU tile the board runs (xmodel input shapes, docs/board.md 'Tiles'); "
+                        "0: whole images")
     p.set_defaults(func=make_main)
     p = sub.add_parser("verify", help="recompute a set and compare bit for bit (default: the bundled set)",
                        description="Recompute a golden set (encode → bitstream → decode, every layer) and compare.")

@@ -59,6 +59,8 @@ class GoldenSet:
         self.manifest = json.loads(manifest.read_text())
         self.model: dict = self.manifest["model"]
         self.images: list[dict] = self.manifest["images"]
+        self.tile: int = int(self.manifest.get("tile", 0))
+        """The DPU tile (pixels, docs/board.md "Tiles") the set was made for; 0: whole images."""
 
     def image(self, name: str) -> dict:
         for image in self.images:

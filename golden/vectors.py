@@ -67,8 +67,9 @@ def golden_tensors(codec: Codec, pixels: np.ndarray) -> tuple[dict[str, np.ndarr
     return tensors, result.bitstream, decoded
 
 
-def make_set(codec: Codec, images: dict[str, np.ndarray], out: str | Path) -> dict:
-    """Write a golden set for ``images`` (name → uint8 H×W×3) and return its manifest."""
+def make_set(codec: Codec, images: dict[str, np.ndarray], out: str | Path, tile: int = 0) -> dict:
+    """Write a golden set for ``images`` (name → uint8 H×W×3) and return its manifest. ``tile``: the DPU
+    tile in pixels the board runs (recorded; the tensors never depend on it, docs/tiling.md)."""
     folder = Path(out)
     if folder.exists():
         shutil.rmtree(folder)
@@ -76,6 +77,8 @@ def make_set(codec: Codec, images: dict[str, np.ndarray], out: str | Path) -> di
     fixes = _fix_positions(codec)
     manifest = {"spec_version": SPEC_VERSION, "model": {"name": codec.model.name, "quality": codec.model.quality,
                 "hash": codec.model_hash.hex()}, "images": []}
+    if tile:
+        manifest["tile"] = int(tile)
     for name, pixels in images.items():
         (folder / name).mkdir()
         (folder / name / "source.png").write_bytes(encode_png(pixels))

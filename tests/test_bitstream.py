@@ -110,7 +110,7 @@ def _with(**fields: object) -> bytes:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        (_with(width=100000, height=100000), r"declared size 100000x100000 exceeds the 16777216-pixel limit"),
+        (_with(width=100000, height=100000), r"declared size 100000x100000 exceeds the 67108864-pixel limit"),
         (_with(width=20000, height=16), "16384-pixel side limit"),
         (_with(width=0), "declared size 0x512 is empty"),
         (_with(height=0), "is empty"),
@@ -181,7 +181,7 @@ def test_pack_rejects() -> None:
         StreamHeader("m", HASH, -1, 8, 8),
         StreamHeader("m", HASH, 3, 0, 8),
         StreamHeader("m", HASH, 3, MAX_SIDE + 1, 1),
-        StreamHeader("m", HASH, 3, 4097, 4096),
+        StreamHeader("m", HASH, 3, 8193, 8192),  # one row over MAX_PIXELS = 2^26
     ]
     for h in bad_headers:
         with pytest.raises(ValueError):
