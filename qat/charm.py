@@ -34,11 +34,9 @@ import torch
 from compressai.entropy_models import EntropyBottleneck
 from torch import nn
 
-from fxlic.entropy.conditional import SCALE_MAX, SCALE_MIN
-
 from .fakequant import fake_quant_activation, mse_optimal_fix_pos, round_to_integer_ste
 from .layers import QConv
-from .models import HYPER_ACTIVATIONS, IMAGE_FIX, INPUT_FIX, LATENT_FIX, MeanScaleHyperprior, gaussian_likelihood
+from .models import HYPER_ACTIVATIONS, IMAGE_FIX, INPUT_FIX, LATENT_FIX, MeanScaleHyperprior, rate_terms
 
 LRP_FIX = 8
 """Output fix position of every LRP stack's last conv: int8 saturation bounds r to [−1/2, 127/256]."""
@@ -248,20 +246,8 @@ class CharmHyperprior(MeanScaleHyperprior):
         log2_scales, means_all = torch.cat(scales, dim=1), torch.cat(means, dim=1)
         y_tilde = self.synthesis_input(y_hat, torch.cat(residuals, dim=1))
         x_hat = self.g_s(y_tilde)
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            work = torch.float64 if y.dtype == torch.float64 else torch.float32
-            y, z, mu, z_hat, y_hat = (t.to(work) for t in (y, z, means_all, z_hat, y_hat))
-            sigma = torch.clamp(torch.exp2(log2_scales.to(work)), SCALE_MIN, SCALE_MAX)
-            if noisy_rate:
-                z_rate = z + torch.empty_like(z).uniform_(-0.5, 0.5)
-                y_rate = y + torch.empty_like(y).uniform_(-0.5, 0.5)
-            else:
-                z_rate, y_rate = z_hat, y_hat
-            y_likelihood = gaussian_likelihood(y_rate, mu, sigma)
-            z_likelihood = self.z_likelihood(z_rate)
-        return {"x_hat": x_hat.to(work), "y": y, "y_hat": y_hat, "z_hat": z_hat, "y_tilde": y_tilde,
-                "log2_scales": log2_scales, "means": mu, "y_likelihood": y_likelihood,
-                "z_likelihood": z_likelihood}
+        rate = rate_terms(self.z_likelihood, y, z, y_hat, z_hat, log2_scales, means_all, noisy_rate)
+        return {"x_hat": x_hat.to(rate["y"].dtype), **rate, "y_tilde": y_tilde, "log2_scales": log2_scales}
 
     def config_dict(self) -> dict:
         return asdict(self.config)

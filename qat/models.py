@@ -19,6 +19,7 @@ Tensor shapes for a B×3×H×W input (H, W multiples of 64): y, ŷ: B×M×H/16×
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -79,6 +80,26 @@ def gaussian_likelihood(values: torch.Tensor, means: torch.Tensor, sigma: torch.
     upper = 0.5 * torch.erfc(-(0.5 - centred) / (sigma * math.sqrt(2.0)))
     lower = 0.5 * torch.erfc(-(-0.5 - centred) / (sigma * math.sqrt(2.0)))
     return torch.clamp(upper - lower, min=LIKELIHOOD_BOUND)
+
+
+def rate_terms(z_likelihood: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor, z: torch.Tensor,
+               y_hat: torch.Tensor, z_hat: torch.Tensor, log2_scales: torch.Tensor, means: torch.Tensor,
+               noisy_rate: bool) -> dict[str, torch.Tensor]:
+    """The likelihoods of y (Gaussian, σ = 2^log2_scales clamped, centred at ``means``) and z (factorized),
+    at y + U(-½, ½) while training (``noisy_rate``), at ŷ, ẑ otherwise. Computed in float32 (float64 for a
+    float64 model) outside autocast: bf16 tails would distort the rate. Returns y, z, ŷ, ẑ, means in that
+    precision and the two likelihoods."""
+    with torch.autocast(device_type=y.device.type, enabled=False):
+        work = torch.float64 if y.dtype == torch.float64 else torch.float32
+        y, z, means, z_hat, y_hat = (t.to(work) for t in (y, z, means, z_hat, y_hat))
+        sigma = torch.clamp(torch.exp2(log2_scales.to(work)), SCALE_MIN, SCALE_MAX)
+        if noisy_rate:
+            z_rate = z + torch.empty_like(z).uniform_(-0.5, 0.5)
+            y_rate = y + torch.empty_like(y).uniform_(-0.5, 0.5)
+        else:
+            z_rate, y_rate = z_hat, y_hat
+        return {"y": y, "y_hat": y_hat, "z_hat": z_hat, "means": means,
+                "y_likelihood": gaussian_likelihood(y_rate, means, sigma), "z_likelihood": z_likelihood(z_rate)}
 
 
 class MeanScaleHyperprior(nn.Module):
@@ -204,20 +225,8 @@ class MeanScaleHyperprior(nn.Module):
         y_hat = round_to_integer_ste(y)
         log2_scales, means = self.hyper_synthesis(z_hat)
         x_hat = self.g_s(y_hat)
-        # Likelihoods in float32 even under autocast (bf16 tails would distort the rate).
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            work = torch.float64 if y.dtype == torch.float64 else torch.float32
-            y, z, means, z_hat, y_hat = (t.to(work) for t in (y, z, means, z_hat, y_hat))
-            sigma = torch.clamp(torch.exp2(log2_scales.to(work)), SCALE_MIN, SCALE_MAX)
-            if noisy_rate:
-                z_rate = z + torch.empty_like(z).uniform_(-0.5, 0.5)
-                y_rate = y + torch.empty_like(y).uniform_(-0.5, 0.5)
-            else:
-                z_rate, y_rate = z_hat, y_hat
-            y_likelihood = gaussian_likelihood(y_rate, means, sigma)
-            z_likelihood = self.z_likelihood(z_rate)
-        return {"x_hat": x_hat.to(work), "y": y, "y_hat": y_hat, "z_hat": z_hat, "log2_scales": log2_scales,
-                "means": means, "y_likelihood": y_likelihood, "z_likelihood": z_likelihood}
+        rate = rate_terms(self.z_likelihood, y, z, y_hat, z_hat, log2_scales, means, noisy_rate)
+        return {"x_hat": x_hat.to(rate["y"].dtype), **rate, "log2_scales": log2_scales}
 
     def aux_loss(self) -> torch.Tensor:
         return self.entropy_bottleneck.loss()
