@@ -175,11 +175,7 @@ def _probe_input() -> torch.Tensor:
 def trace_meanscale(model: MeanScaleHyperprior) -> list[Layer]:
     tracer = Tracer(model)
     try:
-        y = model.g_a(_probe_input())
-        z_hat = torch.round(model.h_a(y))
-        tracer.cpu_step("entropy_encode", "entropy_encode", y.numel() + z_hat.numel())
-        tracer.side = "decode"
-        tracer.cpu_step("entropy_decode.z", "entropy_decode", z_hat.numel())
+        y, z_hat = _encode_and_decode_z(model, tracer)
         model.hyper_synthesis(z_hat)
         tracer.cpu_step("entropy_decode.y", "entropy_decode", y.numel())
         model.g_s(torch.round(y))
@@ -188,15 +184,22 @@ def trace_meanscale(model: MeanScaleHyperprior) -> list[Layer]:
     return tracer.layers
 
 
+def _encode_and_decode_z(model: torch.nn.Module, tracer: Tracer) -> tuple[torch.Tensor, torch.Tensor]:
+    """The part every traced model shares: g_a, h_a and ẑ on the encoder, the entropy coding on the CPU,
+    then the decoder's ẑ. Returns (y, ẑ); the tracer is on the decode side afterwards."""
+    y = model.g_a(_probe_input())
+    z_hat = torch.round(model.h_a(y))
+    tracer.cpu_step("entropy_encode", "entropy_encode", y.numel() + z_hat.numel())
+    tracer.side = "decode"
+    tracer.cpu_step("entropy_decode.z", "entropy_decode", z_hat.numel())
+    return y, z_hat
+
+
 @torch.no_grad()
 def trace_charm(model: CharmHyperprior) -> list[Layer]:
     tracer = Tracer(model)
     try:
-        y = model.g_a(_probe_input())
-        z_hat = torch.round(model.h_a(y))
-        tracer.cpu_step("entropy_encode", "entropy_encode", y.numel() + z_hat.numel())
-        tracer.side = "decode"
-        tracer.cpu_step("entropy_decode.z", "entropy_decode", z_hat.numel())
+        y, z_hat = _encode_and_decode_z(model, tracer)
         scale_support, mean_support = model.hyper_synthesis(z_hat)
         slices = list(torch.round(y).chunk(model.config.slices, dim=1))
         residuals = []
@@ -215,11 +218,7 @@ def trace_charm(model: CharmHyperprior) -> list[Layer]:
 def trace_wacnn(model: WACNN) -> list[Layer]:
     tracer = Tracer(model)
     try:
-        y = model.g_a(_probe_input())
-        z_hat = torch.round(model.h_a(y))
-        tracer.cpu_step("entropy_encode", "entropy_encode", y.numel() + z_hat.numel())
-        tracer.side = "decode"
-        tracer.cpu_step("entropy_decode.z", "entropy_decode", z_hat.numel())
+        y, z_hat = _encode_and_decode_z(model, tracer)
         mean_support, scale_support = model.h_mean_s(z_hat), model.h_scale_s(z_hat)
         slices = list(torch.round(y).chunk(model.slices, dim=1))
         y_tilde = []
