@@ -103,7 +103,7 @@ class FastPath:
     autocast_dtype: torch.dtype | None
     channels_last: bool
     device_type: str
-    adam_impl: str  # "fused" | "foreach" | "default"
+    adam_impl: str  # "fused" | "default"
 
     @classmethod
     def choose(cls, precision: str, phase: str, device: torch.device, channels_last: bool | None = None) -> FastPath:
@@ -134,10 +134,7 @@ class FastPath:
             model.to(memory_format=torch.channels_last)
 
     def adam(self, params: list[torch.nn.Parameter], lr: float) -> torch.optim.Adam:
-        kwargs = {"fused": True} if self.adam_impl == "fused" else {}
-        if self.adam_impl == "foreach":
-            kwargs = {"foreach": True}
-        return torch.optim.Adam(params, lr=lr, **kwargs)
+        return torch.optim.Adam(params, lr=lr, fused=True if self.adam_impl == "fused" else None)
 
     def autocast(self) -> AbstractContextManager:
         return torch.autocast(self.device_type, dtype=self.autocast_dtype or torch.bfloat16,
