@@ -253,6 +253,47 @@ class CharmHyperprior(MeanScaleHyperprior):
         return asdict(self.config)
 
 
+@torch.no_grad()
+def warm_start_from_meanscale(model: CharmHyperprior, meanscale_state: dict[str, torch.Tensor],
+                              noise: float = 0.05) -> list[str]:
+    """Start a ChARM model as the mean-scale model it is built on (same N, M, hyper activation).
+
+    The transforms g_a, g_s, h_a, h_s, both support heads and the factorized prior load as they are: in
+    the mean-scale model (Minnen 2018) the support heads already predict every channel's log2 σ and μ.
+    Each slice stack then starts as the identity on its own slice's support channels — conv 1 carries
+    (+x, −x) through its ReLU, conv 2 the same, conv 3 adds them back (x = relu(x) − relu(−x)), all on the
+    centre tap — and every LRP stack's last conv starts at zero (r = 0). So at step 0 the ChARM model
+    computes exactly the mean-scale model's σ, μ and x̂; what training adds from there is the channel
+    conditioning. ``noise`` × PyTorch's default initialization is added to every other weight of the stacks
+    so their unused units get gradients (all-zero units would stay dead). Returns the keys loaded.
+    """
+    own = model.state_dict()
+    loaded = [k for k, v in meanscale_state.items() if k in own and own[k].shape == v.shape]
+    model.load_state_dict({k: meanscale_state[k] for k in loaded}, strict=False)
+    K, M = model.config.slice_channels, model.config.M
+    for kind in ("cc_means", "cc_scales", "lrp"):
+        for i, stack in enumerate(getattr(model, kind)):
+            convs = [layer.conv for layer in stack]
+            for conv in convs:
+                conv.weight.mul_(noise)
+                conv.bias.zero_()
+            if kind == "lrp":
+                convs[-1].weight.zero_()
+                continue
+            first, middle, last = convs
+            if first.out_channels < 2 * K or middle.out_channels < 2 * K:
+                raise ValueError(f"context_hidden {model.config.context_hidden} is narrower than 2K = {2 * K}")
+            for c in range(K):  # support channel i·K + c of the context → ±x in hidden units 2c, 2c+1
+                first.weight[2 * c, i * K + c, 1, 1] += 1.0
+                first.weight[2 * c + 1, i * K + c, 1, 1] -= 1.0
+                middle.weight[2 * c, 2 * c, 1, 1] += 1.0
+                middle.weight[2 * c + 1, 2 * c + 1, 1, 1] += 1.0
+                last.weight[c, 2 * c, 1, 1] += 1.0
+                last.weight[c, 2 * c + 1, 1, 1] -= 1.0
+    assert M == K * model.config.slices
+    return loaded
+
+
 def model_from_config(config: dict) -> MeanScaleHyperprior:
     """The torch model of a saved config (checkpoint or model file): ChARM when it says so, else mean-scale."""
     from .models import ModelConfig

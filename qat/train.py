@@ -26,7 +26,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from .charm import CharmConfig, model_from_config
+from .charm import CharmConfig, model_from_config, warm_start_from_meanscale
 from .data import CropSampler
 from .models import MeanScaleHyperprior, ModelConfig, output_to_pixels, pixels_to_input
 
@@ -227,6 +227,11 @@ def train(args: argparse.Namespace) -> Path:
     elif args.init:
         init = torch.load(args.init, map_location="cpu", weights_only=False)
         config = model_from_config(init["config"]).config
+        if args.arch == "charm" and not isinstance(config, CharmConfig):
+            # ChARM on a trained mean-scale model's transforms (warm_start_from_meanscale)
+            print(f"charm from the mean-scale model {args.init} (N={config.N}, M={config.M})")
+            config = CharmConfig(N=config.N, M=config.M, slices=args.slices,
+                                 hyper_activation=config.hyper_activation)
         if args.hyper_activation and args.hyper_activation != config.hyper_activation:
             # An activation has no parameters: the parent's weights load as they are and fine-tuning
             # adapts them (LeakyReLU(26/256) → ReLU changes only negative pre-activations, by 10 %).
@@ -242,7 +247,12 @@ def train(args: argparse.Namespace) -> Path:
     if state is not None:
         model.load_state_dict(state["model"])
     elif args.init:
-        model.load_state_dict(init["model"])
+        if isinstance(config, CharmConfig) and init["config"].get("architecture") != "charm":
+            if args.phase != "float":
+                raise SystemExit("--arch charm from a mean-scale --init: train the float phase first")
+            warm_start_from_meanscale(model, init["model"])
+        else:
+            model.load_state_dict(init["model"])
         if args.phase == "qat" and not model.quantized:
             fixes = calibrate(model, sampler, args.calib_batches, args.batch)
             (out_dir / "fix_positions.json").write_text(json.dumps(fixes, indent=1))

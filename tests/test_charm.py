@@ -143,3 +143,27 @@ def test_cli_with_a_charm_model(tiny_charm, kodak_image, tmp_path, monkeypatch, 
     assert cli_main(["decode", str(tmp_path / "a.fxl"), "-o", str(tmp_path / "out.png")]) == 0
     expected = open_codec(model_file).decode((tmp_path / "a.fxl").read_bytes())
     np.testing.assert_array_equal(read_image(tmp_path / "out.png"), expected)
+
+
+def test_warm_start_from_meanscale_is_the_meanscale_model_at_step_zero(train_dir):
+    """warm_start_from_meanscale: with no noise, ChARM's slice stacks are the identity on their support
+    channels and LRP is zero, so σ, μ, the likelihoods and x̂ are the mean-scale model's (docs/charm.md)."""
+    from fxlic.qat.charm import warm_start_from_meanscale
+    from fxlic.qat.models import MeanScaleHyperprior, ModelConfig, pixels_to_input
+
+    torch.manual_seed(1)
+    config = CharmConfig(N=8, M=12, slices=3, context_hidden=(8, 8))  # ≥ 2K hidden units carry ±x
+    meanscale = MeanScaleHyperprior(ModelConfig(N=8, M=12, hyper_activation="relu")).eval()
+    charm = CharmHyperprior(config).eval()
+    loaded = warm_start_from_meanscale(charm, meanscale.state_dict(), noise=0.0)
+    assert not [k for k in meanscale.state_dict() if k not in loaded]  # every mean-scale tensor is reused
+    x = pixels_to_input(CropSampler(train_dir, 64, seed=3).batch(2))
+    with torch.no_grad():
+        a, b = meanscale(x, noisy_rate=False), charm(x, noisy_rate=False)
+    torch.testing.assert_close(b["y_likelihood"], a["y_likelihood"], rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(b["z_likelihood"], a["z_likelihood"])
+    torch.testing.assert_close(b["x_hat"], a["x_hat"], rtol=1e-5, atol=1e-6)
+    # with the default noise the unused units are alive (non-zero weights) and the start stays close
+    charm_noisy = CharmHyperprior(config).eval()
+    warm_start_from_meanscale(charm_noisy, meanscale.state_dict())
+    assert all(float(stack[1].conv.weight.detach().abs().min()) > 0 for stack in charm_noisy.cc_means)

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Architecture and precision bake-off: equal steps, equal seed, equal data and recipe; Kodak RD of each.
 #
-#   bash tools/bakeoff.sh RUNS_DIR OUT_DIR [STEPS] [THREADS]
+#   bash tools/bakeoff.sh RUNS_DIR OUT_DIR [STEPS] [THREADS] [NAMES...]
 #
 # Runs (from scratch, seed 0, 8×128² crops of ../shared/data/train, lr 5e-4 then ÷10 for the last 20 %):
 #   ms96-128-bf16   the current MeanScaleHyperprior (N=96, M=128, ReLU hyper), the trainer's fast path
 #   ms96-128-fp32   the same in plain float32: the fast path's convergence check (equal-step curves)
 #   ms128-192-bf16  a larger latent (N=128, M=192: CompressAI's mbt2018-mean size for mid rates)
+#   charm96-128-bf16  the channel-conditional model (Minnen & Singh 2020, docs/charm.md) on the same
+#                   transforms, 4 slices; measured at the ideal rate like the others
+# NAMES (optional) picks runs by name; default: all.
 # Each run's Kodak RD (float model, ideal rate, 24 images) goes to OUT_DIR/NAME.json; training minutes
 # are in each run's log.csv (elapsed_s). A run already finished (checkpoint at STEPS) is not retrained.
 set -euo pipefail
@@ -15,13 +18,16 @@ RUNS=${1:-runs/bakeoff}
 OUT=${2:-results/bakeoff}
 STEPS=${3:-3000}
 THREADS=${4:-1}
+shift $(( $# < 4 ? $# : 4 ))
+ONLY=" $* "
 PY=.venv/bin/python
 mkdir -p "$RUNS" "$OUT"
-run() {  # NAME PRECISION N M
-  local name=$1 precision=$2 n=$3 m=$4
+run() {  # NAME PRECISION N M [ARCH]
+  local name=$1 precision=$2 n=$3 m=$4 arch=${5:-meanscale}
+  if [ "$ONLY" != "  " ] && [[ "$ONLY" != *" $name "* ]]; then return 0; fi
   OMP_NUM_THREADS=$THREADS $PY -m fxlic.qat.train --data ../shared/data/train --crop 128 --batch 8 \
     --steps "$STEPS" --threads "$THREADS" --out "$RUNS/$name" --phase float --quality 4 --N "$n" --M "$m" \
-    --lr 5e-4 --seed 0 --precision "$precision" --hyper-activation relu --log-every 25 > "$RUNS/$name.out" 2>&1
+    --lr 5e-4 --seed 0 --precision "$precision" --arch "$arch" --hyper-activation relu --log-every 25 > "$RUNS/$name.out" 2>&1
   OMP_NUM_THREADS=$THREADS $PY -m fxlic.qat.evaluate_float "$RUNS/$name/checkpoint.pt" \
     --images ../shared/data/kodak --out "$OUT/$name.json" --rate ideal --threads "$THREADS" --name "$name" \
     > "$RUNS/$name-eval.out" 2>&1
@@ -30,3 +36,4 @@ run() {  # NAME PRECISION N M
 run ms96-128-bf16 bf16 96 128
 run ms96-128-fp32 fp32 96 128
 run ms128-192-bf16 bf16 128 192
+run charm96-128-bf16 bf16 96 128 charm
