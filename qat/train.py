@@ -48,13 +48,16 @@ def rd_loss(model_out: dict, pixels: torch.Tensor, lmbda: float) -> dict[str, to
             "psnr": -10.0 * torch.log10(mse.detach().clamp_min(1e-12))}
 
 
-def learning_rate(progress: float, base: float) -> float:
+def learning_rate(progress: float, base: float, warmup: float = 1.0) -> float:
     """Constant, then ÷10 for the last 20 % of the run (CompressAI-style step decay, compressed).
 
     ``progress`` ∈ [0, 1] is the larger of steps done / steps and minutes spent / minutes allowed, so a
-    time-boxed run (a GPU lease, a CPU session) still gets its low-learning-rate finish.
+    time-boxed run (a GPU lease, a CPU session) still gets its low-learning-rate finish. ``warmup`` ∈ (0, 1]
+    scales the rate during a run's first steps (``--warmup``): a run that starts from a trained model with
+    a fresh Adam state otherwise moves every weight by about the full rate on its first steps, whatever
+    its gradient (Adam's first updates are ±lr), and spends hundreds of steps recovering.
     """
-    return base if progress < 0.8 else base / 10.0
+    return (base if progress < 0.8 else base / 10.0) * warmup
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -317,11 +320,13 @@ def train(args: argparse.Namespace) -> Path:
     running: dict[str, float] = {}
     bar = tqdm(total=args.steps, initial=step, desc=f"{args.phase} λ={lmbda}", unit="step", smoothing=0.05,
                disable=rank > 0)
+    first_step = step
     while step < args.steps and not _stop(deadline, world, device):
         progress = step / args.steps
         if args.minutes:
             progress = max(progress, (time.time() - start) / (args.minutes * 60))
-        lr = learning_rate(progress, args.lr)
+        warmup = min(1.0, (step - first_step + 1) / args.warmup) if args.warmup else 1.0
+        lr = learning_rate(progress, args.lr, warmup)
         for group in optimizer.param_groups:
             group["lr"] = lr
         pixels = loader.next().to(device, non_blocking=True)
@@ -392,6 +397,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--crop", type=int, default=256)
     p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--warmup", type=int, default=0,
+                   help="ramp the learning rate linearly over this run's first WARMUP steps (0: none); "
+                        "for fine-tunes from a trained model with a fresh optimizer")
     p.add_argument("--clip", type=float, default=1.0)
     p.add_argument("--calib-batches", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)

@@ -186,3 +186,13 @@ def test_hyper_activation(train_dir, tmp_path) -> None:
     assert export_main([str(qat / "checkpoint.pt"), "-o", str(tmp_path / "m.npz"), "--quality", "4"]) == 0
     layers = load_model_file(tmp_path / "m.npz").layers
     assert {layers[name].activation for name in ("h_a.0", "h_a.1", "h_s.0", "h_s.1")} == {"relu"}
+
+
+def test_learning_rate_schedule_with_warmup() -> None:
+    """Step decay ÷10 for the last 20 %; --warmup scales the first steps linearly up to the base rate."""
+    from fxlic.qat.train import learning_rate
+
+    assert learning_rate(0.0, 2e-4) == learning_rate(0.79, 2e-4) == 2e-4
+    assert learning_rate(0.8, 2e-4) == pytest.approx(2e-5)
+    assert learning_rate(0.0, 2e-4, warmup=0.25) == pytest.approx(5e-5)
+    assert learning_rate(0.9, 2e-4, warmup=0.5) == pytest.approx(1e-5)

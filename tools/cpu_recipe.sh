@@ -13,6 +13,15 @@
 #    span was 0.19–1.04 bpp after stage 2), so both get END_MIN more float minutes (a second, resumed run with
 #    its own decay), then their QAT and PTQ again. END_MIN=0 skips this.
 # 3. Export every QAT checkpoint to an integer model file RUNS_DIR/meanscale-qQ.npz.
+#
+# Environment knobs (defaults in brackets):
+#   FT_MIN_Q0, FT_MIN_Q2, FT_MIN_Q6, FT_MIN_Q8 [FT_MIN]  minutes of each fine-tune (the ladder ends lag
+#                        their λ most and may need more)
+#   QAT_LR [2e-5]        QAT learning rate. The release of 2026-12-01 used 1e-4, which moved the weights
+#                        away from the float twin (+9.2 % BD-rate, int8 vs float; docs/training.md §5);
+#                        2e-5 is the fine-tunes' final rate. Reproduce that release with QAT_LR=1e-4.
+# The ladder of 2026-12-02 (from the q4 base at step 65,818):
+#   FT_MIN_Q0=25 FT_MIN_Q2=20 FT_MIN_Q6=25 FT_MIN_Q8=40 bash tools/cpu_recipe.sh runs 0 20 8 0
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-runs}
@@ -20,6 +29,7 @@ FLOAT_MIN=${2:-58}
 FT_MIN=${3:-14}
 QAT_MIN=${4:-8}
 END_MIN=${5:-35}
+QAT_LR=${QAT_LR:-2e-5}
 DATA=../shared/data/train
 TRAIN=".venv/bin/python -m fxlic.qat.train --data $DATA --crop 128 --batch 8 --steps 100000"
 
@@ -34,8 +44,9 @@ once() {  # STEP_NAME COMMAND...: run a time-boxed step once
   "$@" && mkdir -p "$RUNS/.done" && touch "$RUNS/.done/$name"
 }
 finetune() {  # QUALITY FROM_QUALITY
+  local minutes_var="FT_MIN_Q$1"
   $TRAIN --threads 1 --out "$RUNS/meanscale-q$1-float" --phase float --quality "$1" \
-    --init "$RUNS/meanscale-q$2-float/checkpoint.pt" --minutes "$FT_MIN" --lr 2e-4
+    --init "$RUNS/meanscale-q$2-float/checkpoint.pt" --minutes "${!minutes_var:-$FT_MIN}" --lr 2e-4
 }
 extend() {  # QUALITY: END_MIN more float minutes, then QAT and PTQ from the longer-trained float model
   [ "$END_MIN" != 0 ] || return 0
@@ -48,7 +59,7 @@ extend() {  # QUALITY: END_MIN more float minutes, then QAT and PTQ from the lon
 }
 qat() {  # QUALITY
   $TRAIN --threads 1 --out "$RUNS/meanscale-q$1-qat" --phase qat --quality "$1" \
-    --init "$RUNS/meanscale-q$1-float/checkpoint.pt" --minutes "$QAT_MIN" --lr 1e-4
+    --init "$RUNS/meanscale-q$1-float/checkpoint.pt" --minutes "$QAT_MIN" --lr "$QAT_LR"
 }
 ptq() {  # QUALITY: calibration only, zero QAT steps
   $TRAIN --threads 1 --out "$RUNS/meanscale-q$1-ptq" --phase qat --quality "$1" \
