@@ -37,18 +37,37 @@ def main() -> int:
     p.add_argument("--M", type=int, default=128)
     p.add_argument("--data", default=None, help="training images (default ../shared/data/train; random if absent)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--architectures", nargs="+", metavar="ARCH",
+                   help="instead of fp32 vs fast: the fast path's s/step of each architecture, side by side "
+                        "(ms<N>-<M> = mean-scale, charm<N>-<M> = ChARM, 4 slices; e.g. ms96-128 charm96-128), "
+                        "for the bake-off's per-CPU-minute comparison")
     args = p.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
 
     import numpy as np
     import torch
 
+    from fxlic.qat.charm import CharmConfig, CharmHyperprior
     from fxlic.qat.models import MeanScaleHyperprior, ModelConfig
     from fxlic.qat.train import FastPath, aux_step, rd_step
 
     torch.set_num_threads(args.threads)
     cpu = torch.device("cpu")
-    paths = {"baseline": FastPath.baseline(cpu), "fast": FastPath.choose("auto", "float", cpu)}
+
+    def architecture(name: str):  # "ms96-128" / "charm96-128" → a model factory
+        kind, sizes = ("charm", name[5:]) if name.startswith("charm") else ("ms", name[2:])
+        n, m = (int(v) for v in sizes.split("-"))
+        if kind == "charm":
+            return lambda: CharmHyperprior(CharmConfig(N=n, M=m))
+        return lambda: MeanScaleHyperprior(ModelConfig(N=n, M=m, hyper_activation="relu"))
+
+    if args.architectures:
+        fast_path = FastPath.choose("auto", "float", cpu)
+        paths = {name: (fast_path, architecture(name)) for name in args.architectures}
+    else:
+        factory = architecture(f"ms{args.N}-{args.M}")
+        paths = {"baseline": (FastPath.baseline(cpu), factory),
+                 "fast": (FastPath.choose("auto", "float", cpu), factory)}
     data = args.data or os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "train")
     results = []
     for shape in args.shapes:
@@ -63,9 +82,9 @@ def main() -> int:
             crops = [torch.from_numpy(rng.integers(0, 256, (batch, 3, crop, crop)).astype(np.float32))
                      for _ in range(4)]
         runners = {}
-        for name, fast in paths.items():
+        for name, (fast, factory) in paths.items():
             torch.manual_seed(0)
-            model = MeanScaleHyperprior(ModelConfig(N=args.N, M=args.M, hyper_activation="relu"))
+            model = factory()
             fast.prepare(model)
             model.train()
             main_params = [q for n, q in model.named_parameters() if not n.endswith(".quantiles")]
@@ -88,10 +107,22 @@ def main() -> int:
             for name in paths:  # alternate: a load spike hits both paths alike
                 totals[name] += run(name, args.steps, r)
         per_step = {name: totals[name] / (args.rounds * args.steps) for name in paths}
+        if args.architectures:
+            first = args.architectures[0]
+            row = {"shape": f"{batch}x{crop}x{crop}", "threads": args.threads, "fast": paths[first][0].describe(),
+                   "s_per_step": {k: round(v, 4) for k, v in per_step.items()},
+                   "relative_to_first": {k: round(v / per_step[first], 3) for k, v in per_step.items()},
+                   "torch": torch.__version__, "steps_timed": args.rounds * args.steps}
+            results.append(row)
+            if not args.json:
+                for name, value in per_step.items():
+                    print(f"{row['shape']:>12}  {args.threads} threads  {name:>14}  {value:.3f} s/step  "
+                          f"×{value / per_step[first]:.2f}", flush=True)
+            continue
         row = {"shape": f"{batch}x{crop}x{crop}", "threads": args.threads,
                "baseline_s_per_step": round(per_step["baseline"], 4), "fast_s_per_step": round(per_step["fast"], 4),
                "speedup": round(per_step["baseline"] / per_step["fast"], 3),
-               "baseline": paths["baseline"].describe(), "fast": paths["fast"].describe(),
+               "baseline": paths["baseline"][0].describe(), "fast": paths["fast"][0].describe(),
                "torch": torch.__version__, "steps_timed": args.rounds * args.steps}
         results.append(row)
         if not args.json:
