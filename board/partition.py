@@ -167,7 +167,7 @@ class Partition:
     def encode_calls(self) -> int:
         """DPU calls to encode one image with these subgraphs: the encoder, the hyper decoder and, for charm,
         slice_1 … slice_{S−1} (the encoder needs every slice's tables, not the last LRP or g_s)."""
-        return len(self.subgraphs) - 2 - (1 if self.architecture == CHARM else 0) + 1
+        return len(self.subgraphs) - (2 if self.architecture == CHARM else 1)
 
     def macs_per_pixel(self) -> dict[str, float]:
         """Multiply-accumulates per image pixel of every DPU subgraph (exact ratios: every layer scales
