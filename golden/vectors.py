@@ -182,6 +182,15 @@ def _isolated_steps(codec: Codec, stored: dict[str, np.ndarray], pixels: np.ndar
         shape = stored[DECODER_PREFIX + "z_hat"].shape
         return decode_symbols(stream(0), factorized_table_indexes(shape), codec.model.z_tables).reshape(shape)
 
+    def coding_params(prefix: str) -> tuple[np.ndarray, np.ndarray]:  # mean-scale / scale hyperprior
+        means = stored[prefix + net.h_s_means.name] if net.h_s_means is not None else None
+        return net.y_coding_params(stored[prefix + net.h_s_scales.name], means)
+
+    def y_from_stream() -> np.ndarray:  # mean-scale / scale hyperprior
+        table, mean_r = coding_params(DECODER_PREFIX)
+        symbols = decode_symbols(stream(1), table.reshape(-1), codec.model.y_tables)
+        return symbols.reshape(table.shape).astype(np.int64) + mean_r
+
     y_name, z_name = net.g_a[-1].name, net.h_a[-1].name
     # encoder
     step("input", lambda: pixels_to_input(pad_image(pixels)))
@@ -194,15 +203,6 @@ def _isolated_steps(codec: Codec, stored: dict[str, np.ndarray], pixels: np.ndar
     if isinstance(net, IntegerCharm):
         steps.extend(_charm_slice_steps(net, stored, "", stream))
     else:
-        def coding_params(prefix: str) -> tuple[np.ndarray, np.ndarray]:
-            means = stored[prefix + net.h_s_means.name] if net.h_s_means is not None else None
-            return net.y_coding_params(stored[prefix + net.h_s_scales.name], means)
-
-        def y_from_stream() -> np.ndarray:
-            table, mean_r = coding_params(DECODER_PREFIX)
-            symbols = decode_symbols(stream(1), table.reshape(-1), codec.model.y_tables)
-            return symbols.reshape(table.shape).astype(np.int64) + mean_r
-
         step("y_table", lambda: coding_params("")[0])
         step("y_mean", lambda: coding_params("")[1])
     # decoder

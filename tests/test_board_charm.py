@@ -122,3 +122,29 @@ def test_fault_in_one_slice_stack_is_named(charm_model, charm_golden, tmp_path, 
     for report in comparison.layers:
         if report is not first and not report.equal:
             assert report.status == FOLLOWS and report.origin == layer and report.stack == stack, report
+
+
+def test_vart_runner_runs_the_charm_calls(charm_model, charm_golden, tmp_path, monkeypatch, capsys) -> None:
+    """docs/board.md (charm): the VART path pairs each of the S + 3 xmodel DPU subgraphs (two context inputs of
+    one shape per slice call, told apart by the name map), checks every fix_point, runs the calls and dumps
+    every layer; `board compare` and `board decode` are bit-exact (fake vart/xir modules, tests/test_board.py)."""
+    from test_board import fake_xmodel, install_fake_vitis
+
+    from fxlic.board.dumps import NameMap
+
+    partition = partition_from_model(charm_model)
+    install_fake_vitis(monkeypatch, charm_model, tmp_path / "cwd")
+    monkeypatch.setenv("XLNX_ENABLE_DEBUG_MODE", "1")
+    xnames = fake_xmodel(tmp_path / "charm.xmodel", partition, partition.shapes(*CROP[2:]),
+                         subgraphs=[sg.name for sg in partition.subgraphs])
+    NameMap(tensors=xnames, subgraphs={}).merged(partition).save(tmp_path / "names.json")
+    g, m, n = str(charm_golden), ["--model-file", str(charm_model.path)], ["--names", str(tmp_path / "names.json")]
+    assert main(["board", "run", "--xmodel", str(tmp_path / "charm.xmodel"), "--golden", g, *m, *n,
+                 "--out", str(tmp_path / "dump")]) == 0
+    assert main(["board", "compare", "--golden", g, *m, "--dump", str(tmp_path / "dump")]) == 0
+    assert "BIT-EXACT" in capsys.readouterr().out
+    stream = str(charm_golden / "k23" / "bitstream.fxl")
+    assert main(["board", "decode", "--xmodel", str(tmp_path / "charm.xmodel"), *m, *n, "--stream", stream,
+                 "--out", str(tmp_path / "out.png"), "--golden", g]) == 0
+    out = capsys.readouterr().out
+    assert "decoded image: BIT-EXACT" in out and " missing" not in out
