@@ -48,6 +48,7 @@ from .session import (
     resolve_tile,
     run_golden_set,
     simulation_model,
+    subgraph_list,
 )
 
 EXIT_OK, EXIT_MISMATCH = 0, 1
@@ -64,7 +65,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     tile = resolve_tile(args, golden)
     runner = make_runner(args, model, names, out, tile)
-    subgraphs = args.subgraph or runner.subgraph_names
+    subgraphs = subgraph_list(partition, args.subgraph) or runner.subgraph_names
     images = image_list(golden, args.image)
     tiled = f" (tile {tile} px)" if tile else ""
     print(f"board run: {runner.kind} DPU{tiled}, model {model.name} q{model.quality} ({partition.model_hash[:12]}), "
@@ -117,8 +118,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if folder is None:
             raise BoardError(f"{dump}: no dump for image {image} (expected {dump / image})")
         store = open_dump(folder)
-        subgraphs = args.subgraph or [sg.name for sg in partition.subgraphs
-                                      if any(store.find(names, t) for t in partition.dpu_tensors(sg.name))]
+        subgraphs = subgraph_list(partition, args.subgraph) or [
+            sg.name for sg in partition.subgraphs if any(store.find(names, t) for t in partition.dpu_tensors(sg.name))]
         if not subgraphs:
             raise BoardError(f"{folder}: none of the golden tensors is in this dump ({store.layout}, "
                              f"{len(store.files)} files); are the names right (--names)?")
@@ -171,15 +172,17 @@ def cmd_decode(args: argparse.Namespace) -> int:
         pixels = codec.decode(data, trace=trace)
         elapsed = time.perf_counter() - start
     write_atomically(args.out, encode_png(pixels))
-    print(f"board decode: {args.stream} -> {args.out}: {header.width}x{header.height}, h_s and g_s on the "
-          f"{runner.kind} DPU, entropy decoding and table selection on the CPU, {elapsed:.2f} s")
+    decoder_side = [sg.name for sg in partition.subgraphs[1:]]
+    print(f"board decode: {args.stream} -> {args.out}: {header.width}x{header.height}, {', '.join(decoder_side)} "
+          f"on the {runner.kind} DPU ({len(decoder_side)} calls), entropy decoding and table selection on the CPU, "
+          f"{elapsed:.2f} s")
     if not args.golden:
         return EXIT_OK
     golden = GoldenSet(args.golden)
     image = golden.find_by_bitstream(data)
     if image is None:
         raise BoardError(f"{args.stream} is not one of the bitstreams of golden set {golden.folder}")
-    tensors = [t for sg in ("hyper_decoder", "decoder") for t in partition.dpu_tensors(sg)]
+    tensors = [t for name in decoder_side for t in partition.dpu_tensors(name)]
     shapes = partition.shapes(header.height, header.width)
     expected = golden_expected(golden, image, partition, tensors)
     got = {t: (chw_to_nhwc(trace[t]) if t in trace else None) for t in tensors}
@@ -249,6 +252,8 @@ def cmd_partition(args: argparse.Namespace) -> int:
 
     model = models.load(args.model, args.quality, args.model_file)
     partition = partition_from_model(model)
+    if args.tile and partition.architecture == "charm":
+        raise BoardError("--tile: fixed-shape tiles are mean-scale only (charm codes whole images, docs/board.md)")
     height = width = None
     if args.size:
         try:
@@ -318,8 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--golden", required=True, help="fxlic golden set (fxlic golden make)")
     p.add_argument("--out", required=True, help="output folder: <image>/dump/<subgraph>/{input,internal,output}/")
     p.add_argument("--image", action="append", help="only this golden image (repeatable)")
-    p.add_argument("--subgraph", action="append", choices=["encoder", "hyper_decoder", "decoder"],
-                   help="only this subgraph (repeatable)")
+    p.add_argument("--subgraph", action="append", metavar="NAME",
+                   help="only this subgraph (repeatable): encoder, hyper_decoder, decoder; charm also slice_1 … "
+                        "slice_S (fxlic board partition lists them)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("compare", help="compare a dump with a golden set, layer by layer")
@@ -330,8 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--names", help="name map (default: DUMP/names.json, else fxlic's default names)")
     p.add_argument("--model-file", help="model file for recomputing layers (default: the golden set's model)")
     p.add_argument("--image", action="append", help="only this golden image (repeatable)")
-    p.add_argument("--subgraph", action="append", choices=["encoder", "hyper_decoder", "decoder"],
-                   help="only this subgraph (default: every subgraph found in the dump)")
+    p.add_argument("--subgraph", action="append", metavar="NAME",
+                   help="only this subgraph (repeatable; default: every subgraph found in the dump)")
     p.add_argument("--allow-missing", action="store_true", help="tensors absent from the dump do not fail")
     p.add_argument("--no-recompute", action="store_true", help="attribute by dataflow only (no model recompute)")
     p.add_argument("--tile", type=int, metavar="PIXELS",
@@ -341,7 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
                                             "board run --simulate --assume ...: confirm the board computes that)")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("decode", help="end-to-end decode: entropy decoding on the CPU, h_s and g_s on the DPU")
+    p = sub.add_parser("decode", help="end-to-end decode: entropy decoding on the CPU, the decoder-side subgraphs "
+                                      "(h_s, g_s; charm: also the slice stacks) on the DPU")
     _runner_args(p)
     p.add_argument("--stream", required=True, help=".fxl bitstream")
     p.add_argument("--out", required=True, help="decoded PNG")

@@ -62,6 +62,7 @@ class LayerReport:
     note: str | None = None
     scale_shift: int | None = field(default=None, repr=False)  # k when got ≈ expected · 2^k
     tile: str | None = None  # tiled runs: the DPU window whose core holds the first mismatch
+    stack: str | None = None  # charm: the slice stack that writes the tensor (``cc_means.1``), else None
 
     @property
     def equal(self) -> bool:
@@ -234,7 +235,8 @@ def compare_tensors(partition: Partition, expected: Mapping[str, np.ndarray | No
     for t in order:
         sg = partition.subgraph_of(t)
         role = "input" if t in sg.inputs else ("output" if t in sg.outputs else "internal")
-        report = LayerReport(t, sg.name, role, tuple(shapes[t]), partition.tensors[t].fix_pos)
+        report = LayerReport(t, sg.name, role, tuple(shapes[t]), partition.tensors[t].fix_pos,
+                             stack=partition.stack_of(t))
         reports[t] = report
         exp, raw = expected.get(t), got.get(t)
         if exp is None:
@@ -378,14 +380,14 @@ def format_report(comparisons: Sequence[ImageComparison], header: str = "") -> s
     lines = [header] if header else []
     for comp in comparisons:
         lines.append(f"image {comp.image} ({comp.height}x{comp.width} HxW)")
-        lines.append(f"  {'subgraph':14s} {'tensor':11s} {'role':8s} {'shape NHWC':15s} {'fix':>3s} "
+        lines.append(f"  {'subgraph':14s} {'tensor':15s} {'role':8s} {'shape NHWC':15s} {'fix':>3s} "
                      f"{'mismatches':>18s} {'max|d|':>6s}  {'first mismatch (n,h,w,c) chw (c,h,w): exp -> got':46s} "
                      "status")
         for r in comp.layers:
             shape = "x".join(map(str, r.shape))
             count = f"{r.mismatches}/{r.total}" if r.status not in (MISSING, NO_GOLDEN) else "-"
             maxd = str(r.max_abs_diff) if r.status not in (MISSING, NO_GOLDEN, BAD_SIZE) else "-"
-            lines.append(f"  {r.subgraph:14s} {r.tensor:11s} {r.role:8s} {shape:15s} {r.fix_pos:3d} {count:>18s} "
+            lines.append(f"  {r.subgraph:14s} {r.tensor:15s} {r.role:8s} {shape:15s} {r.fix_pos:3d} {count:>18s} "
                          f"{maxd:>6s}  {_first_text(r):46s} {r.status_text}")
             if r.status == DIVERGES and r.pattern:
                 lines.append(f"      pattern: {r.pattern}")
@@ -401,7 +403,9 @@ def format_report(comparisons: Sequence[ImageComparison], header: str = "") -> s
         elif first is not None:
             followers = [r.tensor for r in comp.layers if r.status == FOLLOWS and r.origin == first.tensor]
             also = [r.tensor for r in comp.layers if r.status == DIVERGES and r is not first]
-            text = f"  result: MISMATCH — first diverging layer: {first.tensor} ({first.subgraph})"
+            where = first.subgraph if first.stack is None else (
+                f"{first.subgraph}; slice stack {first.stack}, slice {first.stack.rsplit('.', 1)[1]}")
+            text = f"  result: MISMATCH — first diverging layer: {first.tensor} ({where})"
             if first.tile:
                 text += f", {first.tile}"
             if followers:

@@ -24,14 +24,15 @@ import numpy as np
 from fxlic.codec import Codec
 from fxlic.fxp.assumptions import DEFAULT, DpuAssumptions
 from fxlic.fxp.layer import QuantConv
+from fxlic.reference.charm import MEAN_CONTEXT, SCALE_CONTEXT, IntegerCharm, context_name
 from fxlic.reference.hyperprior import IntegerHyperprior
 from fxlic.reference.modelfile import ModelFile
 
 from .dumps import NameMap, chw_to_nhwc, default_names, nhwc_to_chw, open_dump, vart_stem
-from .partition import Partition, partition_from_model
+from .partition import CHARM, DECODER, HYPER_DECODER, Partition, partition_from_model, slice_subgraph
 
-__all__ = ["BoardError", "BoardRunner", "LayerFn", "RunnerBackedHyperprior", "SimulatedDpuRunner", "VART_MISSING",
-           "VartRunner", "board_codec"]
+__all__ = ["BoardError", "BoardRunner", "LayerFn", "RunnerBackedCharm", "RunnerBackedHyperprior",
+           "SimulatedDpuRunner", "VART_MISSING", "VartRunner", "board_codec"]
 
 VART_MISSING = ("VART/XIR not found: VartRunner runs on a ZCU102/KV260 with the Vitis AI runtime; "
                 "use --simulate")
@@ -379,6 +380,16 @@ class VartRunner(BoardRunner):
 # --------------------------------------------------------------------------------------------------
 # the codec with its DPU subgraphs on a runner
 # --------------------------------------------------------------------------------------------------
+def _run_on(runner: BoardRunner, subgraph: str, inputs: dict[str, np.ndarray], trace: dict | None,
+            ) -> dict[str, np.ndarray]:
+    """Run one DPU subgraph on CHW inputs; CHW outputs. ``trace`` gets every tensor the runner hands back
+    (internal layers when it can see them) except the inputs, under the golden-trace names."""
+    outputs = runner.run_subgraph(subgraph, {k: chw_to_nhwc(v) for k, v in inputs.items()})
+    if trace is not None:
+        trace.update({k: nhwc_to_chw(v) for k, v in runner.layer_outputs().items() if k not in inputs})
+    return {k: nhwc_to_chw(v) for k, v in outputs.items()}
+
+
 class RunnerBackedHyperprior(IntegerHyperprior):
     """``IntegerHyperprior`` whose h_s and g_s run on a ``BoardRunner``; everything else (table
     selection, latent rounding) stays the integer reference on the CPU. Plugged into ``fxlic.codec.Codec``
@@ -393,22 +404,76 @@ class RunnerBackedHyperprior(IntegerHyperprior):
         self.partition = runner.partition
 
     def _run(self, subgraph: str, inputs: dict[str, np.ndarray], trace: dict | None) -> dict[str, np.ndarray]:
-        outputs = self.runner.run_subgraph(subgraph, {k: chw_to_nhwc(v) for k, v in inputs.items()})
-        if trace is not None:
-            trace.update({k: nhwc_to_chw(v) for k, v in self.runner.layer_outputs().items() if k not in inputs})
-        return {k: nhwc_to_chw(v) for k, v in outputs.items()}
+        return _run_on(self.runner, subgraph, inputs, trace)
 
     def hyper_synthesis(self, z_hat: np.ndarray, trace: dict | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-        outputs = self._run("hyper_decoder", {"z_hat": z_hat}, trace)
+        outputs = self._run(HYPER_DECODER, {"z_hat": z_hat}, trace)
         return outputs["h_s_scales"], outputs.get("h_s_means")
 
     def synthesis(self, y_hat: np.ndarray, trace: dict | None = None) -> np.ndarray:
-        sg = self.partition.subgraph("decoder")
-        return self._run("decoder", {"y_hat": y_hat}, trace)[sg.outputs[0]]
+        sg = self.partition.subgraph(DECODER)
+        return self._run(DECODER, {"y_hat": y_hat}, trace)[sg.outputs[0]]
+
+
+class RunnerBackedCharm(IntegerCharm):
+    """``IntegerCharm`` whose DPU work runs on a ``BoardRunner`` in the partition's S + 2 decoder-side calls
+    (docs/board.md, "charm"): ``hyper_decoder`` (h_s, both supports, slice 0's stacks), ``slice_j`` once j
+    slices are decoded (cc_scales.j, cc_means.j, lrp.{j−1}), ``decoder`` (g_s on ỹ). The CPU side stays the
+    integer reference: entropy decoding, table selection, the hand-over of ŷ_j into the contexts (CH-2) and ỹ
+    (CH-8). Plugged into ``fxlic.charm_codec.CharmCodec`` it is the board decoder of a charm model.
+
+    A call's outputs are kept until the codec asks for them: ``lrp.{j−1}`` comes back with slice j's heads, so
+    ``residual(j − 1)`` reuses it and only the last LRP has its own call.
+    """
+
+    def __init__(self, model: ModelFile, runner: BoardRunner) -> None:
+        super().__init__(model)
+        self.runner = runner
+        self.partition = runner.partition
+        self._outputs: dict[str, np.ndarray] = {}
+
+    def _call(self, subgraph: str, contexts: dict[str, np.ndarray], trace: dict | None) -> None:
+        inputs = {t: contexts[t] for t in self.partition.subgraph(subgraph).inputs}
+        self._outputs.update(_run_on(self.runner, subgraph, inputs, trace))
+
+    def hyper_synthesis(self, z_hat: np.ndarray, trace: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+        self._outputs = {}  # a new image
+        self._call(HYPER_DECODER, {"z_hat": z_hat}, trace)
+        return self._outputs["h_s_scales"], self._outputs["h_s_means"]
+
+    def slice_coding_params(self, index: int, scale_support: np.ndarray, mean_support: np.ndarray,
+                            decoded: list[np.ndarray], trace: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+        if index:  # slice 0's stacks ran with the hyper decoder
+            decoded = decoded[:index]
+            contexts = {context_name(SCALE_CONTEXT, index): self.scale_context(scale_support, decoded, trace),
+                        context_name(MEAN_CONTEXT, index): self.mean_context(mean_support, decoded, trace)}
+            self._call(slice_subgraph(index), contexts, trace)
+        heads = [self._outputs[self.stacks[kind][index][-1].name] for kind in ("cc_scales", "cc_means")]
+        return self.slice_tables(index, *heads)
+
+    def residual(self, index: int, mean_support: np.ndarray, decoded: list[np.ndarray], trace: dict | None = None
+                 ) -> np.ndarray:
+        name = self.stacks["lrp"][index][-1].name
+        if name not in self._outputs:  # lrp.{S−1}: its own call, once every slice is decoded
+            context = self.mean_context(mean_support, decoded[: index + 1], trace)
+            self._call(slice_subgraph(index + 1), {context_name(MEAN_CONTEXT, index + 1): context}, trace)
+        return self._outputs[name]
+
+    def synthesis(self, y_tilde: np.ndarray, trace: dict | None = None) -> np.ndarray:
+        sg = self.partition.subgraph(DECODER)
+        return _run_on(self.runner, DECODER, {"y_tilde": y_tilde}, trace)[sg.outputs[0]]
 
 
 def board_codec(model: ModelFile, runner: BoardRunner) -> Codec:
-    """A ``fxlic.codec.Codec`` whose decoder runs h_s and g_s on ``runner`` (encode stays reference)."""
+    """A codec of the model's architecture whose DPU work runs on ``runner`` (``fxlic.codec.Codec`` with
+    h_s and g_s on it; for charm ``CharmCodec`` with the partition's S + 2 calls). Entropy coding, table
+    selection and every other CPU step stay the integer reference; encode runs g_a/h_a in the reference."""
+    if runner.partition.architecture == CHARM:
+        from fxlic.charm_codec import CharmCodec
+
+        codec = CharmCodec(model)
+        codec.net = RunnerBackedCharm(model, runner)
+        return codec
     codec = Codec(model, tile=0)  # tile 0: the codec calls the net's synthesis methods, i.e. the runner
     codec.net = RunnerBackedHyperprior(model, runner)
     return codec

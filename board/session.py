@@ -101,6 +101,9 @@ def make_runner(args: argparse.Namespace, model, names: NameMap, dump_dir: Path 
     """The runner the arguments ask for; with ``tile`` (pixels) it runs every subgraph as fixed-shape
     windows (``board/tiles.py``: the xmodels' input shapes, ``subgraph_tiles``) and stitches."""
     runner = _make_base_runner(args, model, names, dump_dir)
+    if tile and runner.partition.architecture == "charm":
+        raise BoardError("tiled board runs (--tile) are mean-scale only: the charm codec codes whole images "
+                         "(docs/board.md, charm); use --tile 0")
     return TiledRunner(runner, model, subgraph_tiles(model, tile)) if tile else runner
 
 
@@ -123,6 +126,19 @@ def _make_base_runner(args: argparse.Namespace, model, names: NameMap, dump_dir:
     runner = VartRunner(args.xmodel, partition, names, dump_dir=dump_dir, check_fix=not args.no_fix_check)
     names.subgraphs.update(runner.xmodel_subgraphs)  # dumps then land where VART writes its own
     return runner
+
+
+def subgraph_list(partition: Partition, wanted: list[str] | None) -> list[str] | None:
+    """The --subgraph names, checked against the partition (mean-scale: encoder, hyper_decoder, decoder;
+    charm also slice_1 … slice_S); None when none was given."""
+    if not wanted:
+        return None
+    known = [sg.name for sg in partition.subgraphs]
+    unknown = [name for name in wanted if name not in known]
+    if unknown:
+        raise BoardUsageError(f"--subgraph {', '.join(unknown)}: the partition of {partition.model_name} has "
+                              f"{', '.join(known)}")
+    return list(wanted)
 
 
 def image_list(golden: GoldenSet, wanted: list[str] | None) -> list[str]:

@@ -1,14 +1,15 @@
-"""The fxlic container: header, entropy-coded streams, CRC32 (rules BS-1 ... BS-9 in docs/bitstream.md).
+"""The fxlic container: header, entropy-coded streams, CRC32 (rules BS-1 ... BS-11 in docs/bitstream.md).
 
 Layout (all integers little-endian)::
 
     magic "FXLC" | u8 version | u8 quality | u32 width | u32 height | 16 B model hash |
-    u8 name length k | k B model name (printable ASCII) | [version 2: u8 colour type] |
-    u8 stream count m | m x u32 stream length |
+    u8 name length k | k B model name (printable ASCII) | [version >= 2: u8 colour type] |
+    [version >= 3: u8 architecture id] | u8 stream count m | m x u32 stream length |
     payload (the m streams, concatenated) | u32 CRC32 of every byte before it
 
-A writer uses the lowest version that can say what it has to (BS-10): version 1 for RGB sources (every
-stream written before version 2 existed is such a stream), version 2 only for a grayscale source.
+A writer uses the lowest version that can say what it has to (BS-10, BS-11): version 1 for an RGB
+hyperprior stream (every stream written before version 2 existed is such a stream), version 2 for a
+grayscale hyperprior stream, version 3 for any other architecture (``charm``), which it names explicitly.
 
 :func:`unpack` never trusts a field before checking it, and reports every problem as a one-line
 :class:`BitstreamError`.
@@ -25,6 +26,9 @@ __all__ = [
     "FORMAT_VERSION",
     "COLOUR_RGB",
     "COLOUR_GRAY",
+    "ARCH_HYPERPRIOR",
+    "ARCH_CHARM",
+    "ARCHITECTURE_IDS",
     "MAX_PIXELS",
     "MAX_SIDE",
     "MAX_STREAMS",
@@ -32,17 +36,31 @@ __all__ = [
     "BitstreamError",
     "StreamHeader",
     "pack",
+    "stream_architecture",
     "unpack",
 ]
 
 MAGIC = b"FXLC"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 """The newest version this module reads and writes (BS-2); it reads every version from 1 on."""
 COLOUR_RGB = 0
 """Colour type (BS-10): the source was RGB; decode to RGB. Implied by a version-1 stream."""
 COLOUR_GRAY = 1
 """Colour type (BS-10): the source was grayscale (coded as R = G = B); decode to one gray channel."""
 COLOUR_TYPES = {COLOUR_RGB: "rgb", COLOUR_GRAY: "gray"}
+ARCH_HYPERPRIOR = "hyperprior"
+"""Stream architecture (BS-11) of the mean-scale and scale-only hyperpriors (model-file architectures
+``meanscale``, ``scalehyper``): streams z, y (ENT-M1). Implied by versions 1 and 2, never written as a byte."""
+ARCH_CHARM = "charm"
+"""Stream architecture (BS-11) of ChARM (docs/charm.md): streams z, y_0 … y_{S−1}; version 3, id 1."""
+ARCHITECTURE_IDS = {0: ARCH_HYPERPRIOR, 1: ARCH_CHARM}
+"""u8 architecture id (version 3) → stream architecture (BS-11). Id 0 names the architecture versions 1 and 2
+imply; a version-3 stream never carries it (canonical form: the lowest version, BS-10/BS-11)."""
+_ARCH_ID = {name: code for code, name in ARCHITECTURE_IDS.items()}
+MODEL_ARCHITECTURES = {"meanscale": ARCH_HYPERPRIOR, "scalehyper": ARCH_HYPERPRIOR, "charm": ARCH_CHARM}
+"""Model-file architecture (``meta["architecture"]``, docs/model-file.md) → the stream architecture its codec
+writes (BS-11). meanscale and scalehyper share one decoding procedure (ENT-M3, μ = 0 without a mean head)
+and one stream layout; the model hash (BS-4) tells them apart."""
 MAX_PIXELS = 1 << 26
 """Pixel limit (67.1 MP, e.g. 9248 × 6936 = 64.1 MP fits), checked before anything is allocated (BS-5).
 The decoder runs its transforms in tiles (docs/tiling.md), so what it allocates grows with the latents
@@ -54,7 +72,7 @@ MAX_SIDE = 16384
 """Side limit (BS-5): 2^14, a multiple of 64 (the padding unit), and the largest side Vitis/DPU
 pipelines and common image libraries handle; also keeps latent sizes small integers."""
 MAX_STREAMS = 16
-"""Most streams a version-1 file may declare (the codec uses 2: z, then y)."""
+"""Most streams a file may declare (the hyperprior codec uses 2: z, then y; charm 1 + S)."""
 MODEL_HASH_BYTES = 16
 MAX_NAME_BYTES = 255
 
@@ -78,6 +96,19 @@ def _check_name(name: object) -> str | None:
     return None
 
 
+def stream_architecture(model_architecture: str | None) -> str:
+    """The stream architecture (BS-11) a model file's codec writes, from ``meta["architecture"]``
+    (None: a model file from before the field existed, a mean-scale hyperprior).
+
+    Raises ``ValueError`` for an architecture no stream can name.
+    """
+    key = "meanscale" if model_architecture is None else model_architecture
+    if key not in MODEL_ARCHITECTURES:
+        raise ValueError(f"model architecture {model_architecture!r} has no bitstream architecture "
+                         f"(known: {', '.join(sorted(MODEL_ARCHITECTURES))})")
+    return MODEL_ARCHITECTURES[key]
+
+
 def _check_size(width: int, height: int) -> str | None:
     """Return a problem description for the image size, or None if it is valid (BS-5)."""
     if width < 1 or height < 1:
@@ -91,7 +122,7 @@ def _check_size(width: int, height: int) -> str | None:
 
 @dataclass(frozen=True)
 class StreamHeader:
-    """Header fields (BS-2 ... BS-5).
+    """Header fields (BS-2 ... BS-5, BS-10, BS-11).
 
     Attributes:
         model_name: printable ASCII, 1-255 characters (e.g. ``"mbt2018-mean-q3"``).
@@ -100,6 +131,8 @@ class StreamHeader:
         width, height: original image size in pixels (before padding to a multiple of 64), each in
             ``[1, MAX_SIDE]`` and ``width * height <= MAX_PIXELS``.
         colour: colour type of the source (BS-10): ``COLOUR_RGB`` (0) or ``COLOUR_GRAY`` (1).
+        architecture: the stream architecture (BS-11): ``ARCH_HYPERPRIOR`` (implied by versions 1 and 2)
+            or ``ARCH_CHARM`` (version 3, architecture id 1).
     """
 
     model_name: str
@@ -108,10 +141,13 @@ class StreamHeader:
     width: int
     height: int
     colour: int = COLOUR_RGB
+    architecture: str = ARCH_HYPERPRIOR
 
     @property
     def version(self) -> int:
-        """The lowest format version that can carry this header (BS-10)."""
+        """The lowest format version that can carry this header (BS-10, BS-11)."""
+        if self.architecture != ARCH_HYPERPRIOR:
+            return 3
         return 1 if self.colour == COLOUR_RGB else 2
 
     def validate(self) -> None:
@@ -127,6 +163,8 @@ class StreamHeader:
             problem = _check_size(self.width, self.height)
         if problem is None and self.colour not in COLOUR_TYPES:
             problem = f"colour type {self.colour!r} is not one of {sorted(COLOUR_TYPES)}"
+        if problem is None and self.architecture not in _ARCH_ID:
+            problem = f"architecture {self.architecture!r} is not one of {sorted(_ARCH_ID)}"
         if problem is not None:
             raise ValueError(problem)
 
@@ -149,6 +187,7 @@ def pack(header: StreamHeader, streams: list[bytes]) -> bytes:
         _FIXED.pack(MAGIC, version, header.quality, header.width, header.height, header.model_hash, len(name)),
         name,
         _U8.pack(header.colour) if version >= 2 else b"",
+        _U8.pack(_ARCH_ID[header.architecture]) if version >= 3 else b"",
         _U8.pack(len(payload)),
         b"".join(_U32.pack(len(s)) for s in payload),
         *payload,
@@ -158,11 +197,12 @@ def pack(header: StreamHeader, streams: list[bytes]) -> bytes:
 
 
 def unpack(data: bytes) -> tuple[StreamHeader, list[bytes]]:
-    """Parse and check a container (BS-1 ... BS-9); inverse of :func:`pack`.
+    """Parse and check a container (BS-1 ... BS-11); inverse of :func:`pack`.
 
     Raises:
         BitstreamError: empty or short input, wrong magic, unsupported version, invalid header field
-            (size, name), zero or absurd stream count or length, truncation, trailing bytes, CRC mismatch.
+            (size, name, colour type, architecture id), zero or absurd stream count or length, truncation,
+            trailing bytes, CRC mismatch.
     """
     try:
         buf = bytes(data)
@@ -205,6 +245,19 @@ def unpack(data: bytes) -> tuple[StreamHeader, list[bytes]]:
             raise BitstreamError(f"unknown colour type {colour} (known: {sorted(COLOUR_TYPES)})")
         if pos + 1 > size:
             raise BitstreamError(f"truncated: file has {size} bytes, the header needs {pos + 1}")
+    architecture = ARCH_HYPERPRIOR  # implied by versions 1 and 2 (BS-11)
+    if version >= 3:
+        code = buf[pos]  # inside the input: checked just above
+        pos += 1
+        if code not in ARCHITECTURE_IDS:
+            known = ", ".join(f"{k} = {v}" for k, v in ARCHITECTURE_IDS.items() if v != ARCH_HYPERPRIOR)
+            raise BitstreamError(f"unknown architecture id {code} (this decoder knows {known})")
+        architecture = ARCHITECTURE_IDS[code]
+        if architecture == ARCH_HYPERPRIOR:
+            raise BitstreamError(f"architecture id {code} ({architecture}) in a version-{version} stream: "
+                                 "hyperprior streams are version 1 or 2")
+        if pos + 1 > size:
+            raise BitstreamError(f"truncated: file has {size} bytes, the header needs {pos + 1}")
     (count,) = _U8.unpack_from(buf, pos)
     pos += 1
     if not 1 <= count <= MAX_STREAMS:
@@ -230,5 +283,5 @@ def unpack(data: bytes) -> tuple[StreamHeader, list[bytes]]:
         streams.append(buf[pos : pos + n])
         pos += n
     header = StreamHeader(model_name=name, model_hash=model_hash, quality=quality, width=width, height=height,
-                          colour=colour)
+                          colour=colour, architecture=architecture)
     return header, streams

@@ -10,13 +10,23 @@ from __future__ import annotations
 
 import numpy as np
 
-from fxlic.entropy.bitstream import COLOUR_RGB, StreamHeader, pack, unpack
+from fxlic.entropy.bitstream import ARCH_CHARM, COLOUR_RGB, StreamHeader, pack, unpack
 from fxlic.entropy.conditional import factorized_table_indexes
 from fxlic.entropy.rans import EntropyDecodeError, decode_symbols, encode_symbols
 from fxlic.reference.charm import IntegerCharm
 from fxlic.reference.modelfile import ModelFile
 
-from .codec import HASH_BYTES, Codec, CodingResult, DecodeError, _as_int8, output_to_pixels, pad_image, pixels_to_input
+from .codec import (
+    HASH_BYTES,
+    Codec,
+    CodingResult,
+    DecodeError,
+    _as_int8,
+    _stream_architecture,
+    output_to_pixels,
+    pad_image,
+    pixels_to_input,
+)
 
 
 class CharmCodec(Codec):
@@ -26,6 +36,7 @@ class CharmCodec(Codec):
         self.model = model
         self.net = IntegerCharm(model, impl=impl)
         self.model_hash = model.content_hash()
+        self.architecture = _stream_architecture(model)  # ARCH_CHARM
         # the mean-scale codec's options, fixed here: whole-image transforms, rANS coder chosen at run time
         self.impl, self.entropy_impl, self.tile, self.workers = impl, None, 0, None
 
@@ -55,7 +66,8 @@ class CharmCodec(Codec):
             tables.append(table)
             means.append(mean_r)
         header = StreamHeader(model_name=self.model.name, model_hash=self.model_hash[:HASH_BYTES],
-                              quality=self.model.quality, width=width, height=height, colour=colour)
+                              quality=self.model.quality, width=width, height=height, colour=colour,
+                              architecture=ARCH_CHARM)  # format version 3 (docs/bitstream.md BS-11)
         return CodingResult(pack(header, streams), y_hat, z_hat, np.concatenate(tables), np.concatenate(means),
                             trace if keep_trace else {})
 

@@ -149,23 +149,29 @@ def cmd_info(args: argparse.Namespace) -> int:
         header, streams = unpack(data)
     except ValueError as exc:
         raise UsageError(f"{args.file}: {exc}") from None
-    info = {"file": args.file, "bytes": len(data), "model": header.model_name, "quality": header.quality,
-            "model_hash": header.model_hash.hex(), "width": header.width, "height": header.height,
-            "colour": COLOUR_TYPES[header.colour],
+    info = {"file": args.file, "bytes": len(data), "format": header.version, "model": header.model_name,
+            "quality": header.quality, "model_hash": header.model_hash.hex(), "width": header.width,
+            "height": header.height, "colour": COLOUR_TYPES[header.colour],
             "bpp": 8 * len(data) / (header.width * header.height),
-            "architecture": _architecture(header.model_name, header.quality),
-            # meanscale: z, y; charm: z, then one stream per latent slice (docs/charm.md CH-6)
-            "streams": {name: len(s) for name, s in zip(_stream_names(len(streams)), streams)}}
+            # what the stream itself states (docs/bitstream.md BS-11): hyperprior (versions 1, 2) or charm (3)
+            "architecture": header.architecture,
+            "model_architecture": _architecture(header.model_name, header.quality),
+            # hyperprior: z, y; charm: z, then one stream per latent slice (docs/charm.md CH-6)
+            "streams": {name: len(s) for name, s in zip(_stream_names(header.architecture, len(streams)), streams)}}
     if args.json:
         print(json.dumps(info, indent=1))
     else:
         for key, value in info.items():
-            print(f"{key:11s} {value:.4f}" if isinstance(value, float) else f"{key:11s} {value}")
+            if key == "model_architecture" and value is None:
+                value = "(model not shipped)"
+            print(f"{key:18s} {value:.4f}" if isinstance(value, float) else f"{key:18s} {value}")
     return 0
 
 
-def _stream_names(count: int) -> tuple[str, ...]:
-    return ("z", "y") if count == 2 else ("z", *(f"y{i}" for i in range(count - 1)))
+def _stream_names(architecture: str, count: int) -> tuple[str, ...]:
+    if architecture == "hyperprior" and count == 2:
+        return ("z", "y")
+    return ("z", *(f"y{i}" for i in range(count - 1)))
 
 
 def _architecture(name: str, quality: int) -> str | None:
@@ -173,7 +179,7 @@ def _architecture(name: str, quality: int) -> str | None:
     from fxlic import models
 
     try:
-        return models.load(name, quality).meta.get("architecture")
+        return models.load(name, quality).meta.get("architecture", "meanscale")
     except ValueError:
         return None
 

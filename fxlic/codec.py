@@ -16,11 +16,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fxlic.entropy.bitstream import COLOUR_RGB, MODEL_HASH_BYTES, BitstreamError, StreamHeader, pack, unpack
+from fxlic.entropy.bitstream import (
+    COLOUR_RGB,
+    MODEL_HASH_BYTES,
+    BitstreamError,
+    StreamHeader,
+    pack,
+    stream_architecture,
+    unpack,
+)
 from fxlic.entropy.conditional import factorized_table_indexes
 from fxlic.entropy.rans import EntropyDecodeError, decode_symbols, encode_symbols
 from fxlic.reference.hyperprior import PAD_MULTIPLE, IntegerHyperprior
-from fxlic.reference.modelfile import ModelFile
+from fxlic.reference.modelfile import ModelFile, ModelFileError
 from fxlic.reference.tiling import Span, array_source, run_chain_tiled
 
 DEFAULT_TILE = 256
@@ -107,6 +115,7 @@ class Codec:
         self.entropy_impl = entropy_impl
         self.net = IntegerHyperprior(model, impl=impl)
         self.model_hash = model.content_hash()
+        self.architecture = _stream_architecture(model)
         self.tile = check_tile(tile)
         self.workers = workers
 
@@ -181,7 +190,8 @@ class Codec:
         symbols = y_hat.astype(np.int32) - mean_r
         y_stream = encode_symbols(symbols.reshape(-1), table.reshape(-1), self.model.y_tables, impl=self.entropy_impl)
         header = StreamHeader(model_name=self.model.name, model_hash=self.model_hash[:HASH_BYTES],
-                              quality=self.model.quality, width=width, height=height, colour=colour)
+                              quality=self.model.quality, width=width, height=height, colour=colour,
+                              architecture=self.architecture)
         return CodingResult(pack(header, [z_stream, y_stream]), y_hat, z_hat, table, mean_r,
                             trace if keep_trace else {})
 
@@ -216,6 +226,13 @@ class Codec:
         return output_to_pixels(x_hat)[: header.height, : header.width]
 
     def check_header(self, header: StreamHeader) -> None:
+        """Refuse a stream this model cannot decode: another architecture (BS-11), then other weights (BS-4)."""
+        if header.architecture != self.architecture:
+            raise DecodeError(
+                f"bitstream is a {header.architecture} stream (format version {header.version}, model "
+                f"{header.model_name!r} q{header.quality}), but model {self.model.name!r} q{self.model.quality} is "
+                f"{self.model.meta.get('architecture', 'meanscale')}, which codes {self.architecture} streams"
+            )
         if header.model_hash != self.model_hash[:HASH_BYTES]:
             raise DecodeError(
                 f"bitstream was made with model {header.model_name!r} q{header.quality} "
@@ -233,6 +250,14 @@ def open_codec(model: ModelFile, impl: str = "blas", **options) -> Codec:
 
         return CharmCodec(model, impl=impl)
     return Codec(model, impl=impl, **options)
+
+
+def _stream_architecture(model: ModelFile) -> str:
+    """The stream architecture (docs/bitstream.md BS-11) of a model file's codec; ModelFileError if none."""
+    try:
+        return stream_architecture(model.meta.get("architecture"))
+    except ValueError as exc:
+        raise ModelFileError(f"model {model.name!r} q{model.quality}: {exc}") from None
 
 
 def _as_int8(values: np.ndarray, shape: tuple[int, ...], what: str) -> np.ndarray:

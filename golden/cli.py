@@ -33,10 +33,11 @@ def _parse_crop(text: str | None) -> tuple[int, int, int, int] | None:
 
 
 def _codec(name: str | None, quality: int | None, model_file: str | None):
+    """The golden codec of the model file's architecture (``fxlic.codec.open_codec``: mean-scale or charm)."""
     from fxlic import models
-    from fxlic.codec import Codec
+    from fxlic.codec import open_codec
 
-    return Codec(models.load(name, quality, model_file))
+    return open_codec(models.load(name, quality, model_file))
 
 
 def make_main(args: argparse.Namespace) -> int:
@@ -66,20 +67,69 @@ def make_main(args: argparse.Namespace) -> int:
 
 
 def verify_main(args: argparse.Namespace) -> int:
+    """Verify one set (``folder``) or, without it, every bundled set (the default model's first)."""
+    if args.folder:
+        folder = Path(args.folder)
+        if not (folder / "manifest.json").is_file():
+            raise UsageError(f"{folder}: no manifest.json; not a golden set")
+        passed, total = _verify_one(folder, args.model_file)
+        return 0 if passed == total else 1
+    from .goldenset import bundled_root, bundled_sets
+
+    with bundled_root() as root:
+        folders = bundled_sets(root)
+        if not folders:
+            raise UsageError(f"{root}: no bundled golden set")
+        model_file = args.model_file
+        if model_file:  # only for the set(s) of that model (name and quality)
+            from fxlic import models
+
+            model = models.load(path=model_file)
+            folders = [f for f in folders if _manifest_model(f)[:2] == (model.name, model.quality)]
+            if not folders:
+                raise UsageError(f"no bundled golden set for model {model.name} q{model.quality} ({model_file})")
+        passed = total = 0
+        failed_sets = []
+        for folder in folders:
+            try:
+                ok, count = _verify_one(folder, model_file)
+            except UsageError as exc:  # e.g. a set whose model is not shipped: a failure, the others go on
+                print(f"golden set {folder}: cannot verify: {exc}")
+                ok, count = 0, 1
+            passed, total = passed + ok, total + count
+            if ok != count:
+                failed_sets.append(folder.name)
+        if len(folders) > 1:
+            verdict = f"; failed: {', '.join(failed_sets)}" if failed_sets else ""
+            print(f"{passed}/{total} images bit-exact in {len(folders)} bundled golden sets "
+                  f"({', '.join(f.name for f in folders)}){verdict}")
+    return 0 if passed == total else 1
+
+
+def _manifest_model(folder: Path) -> tuple[str, int, str]:
     import json
 
-    folder = Path(args.folder) if args.folder else default_set()
-    if not (folder / "manifest.json").is_file():
-        raise UsageError(f"{folder}: no manifest.json; not a golden set")
     model = json.loads((folder / "manifest.json").read_text())["model"]
-    codec = _codec(model["name"], model["quality"], args.model_file)
+    return model["name"], int(model["quality"]), model["hash"]
+
+
+def _verify_one(folder: Path, model_file: str | None) -> tuple[int, int]:
+    """Verify one set, print its report; (images bit-exact, images)."""
+    from fxlic import models
+
+    name, quality, model_hash = _manifest_model(folder)
+    try:
+        codec = _codec(name, quality, model_file)
+    except (models.UnknownModelError, ValueError) as exc:
+        raise UsageError(f"{folder}: {str(exc).splitlines()[0]}") from None
     start = time.perf_counter()
     try:
         reports = verify_set(codec, folder)
     except ValueError as exc:  # a set for another model or spec version
         raise UsageError(f"{folder}: {exc}") from None
     failed = [r for r in reports if not r.ok]
-    print(f"golden set {folder} — model {model['name']} q{model['quality']} ({model['hash'][:12]})")
+    architecture = codec.model.meta.get("architecture", "meanscale")
+    print(f"golden set {folder} — model {name} q{quality} ({model_hash[:12]}, {architecture})")
     for report in reports:
         status = "OK" if report.ok else "MISMATCH"
         print(f"  {report.name:32s} {report.checked:3d} tensors/streams checked  {status}")
@@ -94,7 +144,7 @@ def verify_main(args: argparse.Namespace) -> int:
                 print(f"      then {line}")
     print(f"{len(reports) - len(failed)}/{len(reports)} images bit-exact "
           f"(encode → bitstream → decode, every layer) in {time.perf_counter() - start:.1f} s")
-    return 1 if failed else 0
+    return len(reports) - len(failed), len(reports)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,11 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="record the DPU tile the board runs (xmodel input shapes, docs/board.md 'Tiles'); "
                         "0: whole images")
     p.set_defaults(func=make_main)
-    p = sub.add_parser("verify", help="recompute a set and compare bit for bit (default: the bundled set)",
-                       description="Recompute a golden set (encode → bitstream → decode, every layer) and compare.")
-    p.add_argument("folder", nargs="?", help="golden set (default: the bundled set of the default model)")
+    p = sub.add_parser("verify", help="recompute a set and compare bit for bit (default: every bundled set)",
+                       description="Recompute a golden set (encode → bitstream → decode, every layer) and compare. "
+                       "Without FOLDER: every bundled set (golden/vectors/<model>-q<quality>/), the default "
+                       "model's first.")
+    p.add_argument("folder", nargs="?", help="golden set (default: every bundled set)")
     p.add_argument("--model-file", metavar="FILE.npz",
-                   help="model file (default: the shipped model named in the manifest)")
+                   help="model file (default: the shipped model named in the manifest; without FOLDER it "
+                        "applies to the bundled set of its model name and quality)")
     p.set_defaults(func=verify_main)
     return parser
 

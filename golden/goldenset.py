@@ -21,6 +21,12 @@ BUNDLED_PACKAGE = "fxlic.golden"
 BUNDLED_FOLDER = "vectors"
 
 
+def bundled_root() -> AbstractContextManager[Path]:
+    """Context manager yielding the folder that holds the bundled golden sets, one ``<model>-q<quality>/``
+    folder per set (e.g. ``meanscale-q4/``, and a ``charm-q4/`` beside it once a charm model ships)."""
+    return resources.as_file(resources.files(BUNDLED_PACKAGE) / BUNDLED_FOLDER)
+
+
 def bundled_set(name: str | None = None, quality: int | None = None) -> AbstractContextManager[Path]:
     """Context manager yielding the folder of the bundled golden set of (name, quality) (defaults: the default
     model and its default quality). The folder may not exist: callers check ``manifest.json``."""
@@ -29,6 +35,19 @@ def bundled_set(name: str | None = None, quality: int | None = None) -> Abstract
     name = name or models.default_model()
     quality = models.default_quality(name) if quality is None else quality
     return resources.as_file(resources.files(BUNDLED_PACKAGE) / BUNDLED_FOLDER / f"{name}-q{quality}")
+
+
+def bundled_sets(root: Path) -> list[Path]:
+    """Every bundled set under ``root`` (``bundled_root()``): the folders holding a ``manifest.json``, the
+    default model's set first, then the others by name. ``fxlic golden verify`` checks all of them."""
+    from fxlic import models
+
+    sets = sorted(d for d in root.iterdir() if (d / "manifest.json").is_file()) if root.is_dir() else []
+    try:
+        default = f"{models.default_model()}-q{models.default_quality(models.default_model())}"
+    except models.UnknownModelError:
+        default = None
+    return sorted(sets, key=lambda d: (d.name != default, d.name))
 
 
 class _Subgraph(Protocol):

@@ -31,6 +31,7 @@ from fxlic.entropy.bitstream import BitstreamError, unpack
 from fxlic.entropy.conditional import factorized_table_indexes
 from fxlic.entropy.rans import decode_symbols
 from fxlic.imageio import encode_png, read_image
+from fxlic.reference.charm import MEAN_CONTEXT, SCALE_CONTEXT, IntegerCharm, context_name
 from fxlic.reference.modelfile import little_endian
 
 from .goldenset import DECODER_PREFIX
@@ -145,27 +146,34 @@ def _load_committed(folder: Path, image: dict, report: ImageReport) -> dict[str,
     return stored
 
 
+Step = tuple[str, str, "slice | None", Callable[[], np.ndarray]]
+"""(label, committed tensor, channel range of it or None for all, recompute from committed inputs)."""
+
+
 def _isolated_steps(codec: Codec, stored: dict[str, np.ndarray], pixels: np.ndarray,
-                    stored_stream: bytes) -> list[tuple[str, Callable[[], np.ndarray]]]:
-    """(committed tensor, recompute it from its committed input) for every step, in data-flow order:
-    the encoder (input, g_a, ŷ, h_a, ẑ, h_s, heads, table index, μ_r), then the decoder (ẑ entropy-decoded
-    from the committed stream, h_s, heads, ŷ entropy-decoded with the tables of the committed heads, g_s)."""
+                    stored_stream: bytes) -> list[Step]:
+    """Every step of the golden model, each recomputed from its committed input, in data-flow order: the
+    encoder (input, g_a, ŷ, h_a, ẑ, h_s, heads, table index, μ_r), then the decoder (ẑ entropy-decoded from the
+    committed stream, h_s, heads, ŷ entropy-decoded with the tables of the committed heads, g_s). For a charm
+    model (docs/charm.md) the heads are the supports and every slice adds its steps: its contexts (CH-2), the
+    layers of ``cc_scales.i`` and ``cc_means.i``, its table indices and μ_r, its entropy decode (CH-7), then
+    each ``lrp.i``, ỹ (CH-8) and g_s."""
     net, impl = codec.net, codec.net.impl
-    steps: list[tuple[str, Callable[[], np.ndarray]]] = []
+    steps: list[Step] = []
 
     def chain(layers: list, source: str, prefix: str = "") -> None:
         for layer in layers:
-            steps.append((prefix + layer.name, lambda layer=layer, source=source: layer(stored[source], impl=impl)))
+            steps.append((prefix + layer.name, prefix + layer.name, None,
+                          lambda layer=layer, source=source: layer(stored[source], impl=impl)))
             source = prefix + layer.name
+
+    def step(name: str, recompute: Callable[[], np.ndarray]) -> None:
+        steps.append((name, name, None, recompute))
 
     def heads(prefix: str) -> None:
         hidden = prefix + net.h_s[-1].name
         for head in [net.h_s_scales] + ([net.h_s_means] if net.h_s_means is not None else []):
-            steps.append((prefix + head.name, lambda head=head: head(stored[hidden], impl=impl)))
-
-    def coding_params(prefix: str) -> tuple[np.ndarray, np.ndarray]:
-        means = stored[prefix + net.h_s_means.name] if net.h_s_means is not None else None
-        return net.y_coding_params(stored[prefix + net.h_s_scales.name], means)
+            step(prefix + head.name, lambda head=head: head(stored[hidden], impl=impl))
 
     def stream(index: int) -> bytes:
         return unpack(stored_stream)[1][index]
@@ -174,28 +182,101 @@ def _isolated_steps(codec: Codec, stored: dict[str, np.ndarray], pixels: np.ndar
         shape = stored[DECODER_PREFIX + "z_hat"].shape
         return decode_symbols(stream(0), factorized_table_indexes(shape), codec.model.z_tables).reshape(shape)
 
-    def y_from_stream() -> np.ndarray:
+    def coding_params(prefix: str) -> tuple[np.ndarray, np.ndarray]:  # mean-scale / scale hyperprior
+        means = stored[prefix + net.h_s_means.name] if net.h_s_means is not None else None
+        return net.y_coding_params(stored[prefix + net.h_s_scales.name], means)
+
+    def y_from_stream() -> np.ndarray:  # mean-scale / scale hyperprior
         table, mean_r = coding_params(DECODER_PREFIX)
         symbols = decode_symbols(stream(1), table.reshape(-1), codec.model.y_tables)
         return symbols.reshape(table.shape).astype(np.int64) + mean_r
 
     y_name, z_name = net.g_a[-1].name, net.h_a[-1].name
     # encoder
-    steps.append(("input", lambda: pixels_to_input(pad_image(pixels))))
+    step("input", lambda: pixels_to_input(pad_image(pixels)))
     chain(net.g_a, "input")
-    steps.append(("y_hat", lambda: net.quantize_latent(stored[y_name], net.fix_y)))
+    step("y_hat", lambda: net.quantize_latent(stored[y_name], net.fix_y))
     chain(net.h_a, y_name)
-    steps.append(("z_hat", lambda: net.quantize_latent(stored[z_name], net.fix_z)))
+    step("z_hat", lambda: net.quantize_latent(stored[z_name], net.fix_z))
     chain(net.h_s, "z_hat")
     heads("")
-    steps.append(("y_table", lambda: coding_params("")[0]))
-    steps.append(("y_mean", lambda: coding_params("")[1]))
+    if isinstance(net, IntegerCharm):
+        steps.extend(_charm_slice_steps(net, stored, "", stream))
+    else:
+        step("y_table", lambda: coding_params("")[0])
+        step("y_mean", lambda: coding_params("")[1])
     # decoder
-    steps.append((DECODER_PREFIX + "z_hat", z_from_stream))
+    step(DECODER_PREFIX + "z_hat", z_from_stream)
     chain(net.h_s, DECODER_PREFIX + "z_hat", DECODER_PREFIX)
     heads(DECODER_PREFIX)
-    steps.append((DECODER_PREFIX + "y_hat", y_from_stream))
-    chain(net.g_s, DECODER_PREFIX + "y_hat", DECODER_PREFIX)
+    if isinstance(net, IntegerCharm):
+        steps.extend(_charm_slice_steps(net, stored, DECODER_PREFIX, stream))
+        chain(net.g_s, DECODER_PREFIX + "y_tilde", DECODER_PREFIX)
+    else:
+        step(DECODER_PREFIX + "y_hat", y_from_stream)
+        chain(net.g_s, DECODER_PREFIX + "y_hat", DECODER_PREFIX)
+    return steps
+
+
+def _charm_slice_steps(net: IntegerCharm, stored: dict[str, np.ndarray], prefix: str,
+                       stream: Callable[[int], bytes]) -> list[Step]:
+    """The slice loop of a charm model (docs/charm.md CH-2 … CH-8), step by step from committed tensors.
+
+    Encoder side (``prefix`` ""): per slice i its contexts (i ≥ 1, from the committed supports and ŷ), the
+    layers of ``cc_scales.i`` and ``cc_means.i``, and its channels of ``y_table`` / ``y_mean``. Decoder side
+    (``prefix`` "decoder."): the same stacks from the decoder's committed tensors, slice i's channels of ŷ
+    entropy-decoded from stream 1 + i with the tables of the committed heads, then every ``lrp.i`` from its
+    committed context, and ỹ from the committed ŷ and r_i.
+    """
+    impl = net.impl
+    steps: list[Step] = []
+    scales, means = prefix + net.h_s_scales.name, prefix + net.h_s_means.name
+
+    def slices(count: int) -> list[np.ndarray]:
+        y_hat = stored[prefix + "y_hat"]
+        return [y_hat[net.slice_bounds(j)] for j in range(count)]
+
+    def chain(layers: list, source: str) -> None:
+        for layer in layers:
+            name = prefix + layer.name
+            steps.append((name, name, None, lambda layer=layer, source=source: layer(stored[source], impl=impl)))
+            source = name
+
+    def tables(i: int) -> tuple[np.ndarray, np.ndarray]:
+        heads = [stored[prefix + net.stacks[kind][i][-1].name] for kind in ("cc_scales", "cc_means")]
+        return net.slice_tables(i, *heads)
+
+    def decoded(i: int) -> np.ndarray:
+        table, mean_r = tables(i)
+        symbols = decode_symbols(stream(1 + i), table.reshape(-1), net.model.y_tables)
+        return symbols.reshape(table.shape).astype(np.int64) + mean_r
+
+    for i in range(net.slices):
+        scale_source, mean_source = scales, means
+        if i:
+            scale_source = prefix + context_name(SCALE_CONTEXT, i)
+            mean_source = prefix + context_name(MEAN_CONTEXT, i)
+            steps.append((scale_source, scale_source, None,
+                          lambda i=i: net.scale_context(stored[scales], slices(i))))
+            steps.append((mean_source, mean_source, None, lambda i=i: net.mean_context(stored[means], slices(i))))
+        chain(net.stacks["cc_scales"][i], scale_source)
+        chain(net.stacks["cc_means"][i], mean_source)
+        part = net.slice_bounds(i)
+        if prefix:
+            steps.append((f"{prefix}y_hat slice {i}", prefix + "y_hat", part, lambda i=i: decoded(i)))
+        else:
+            steps.append((f"y_table slice {i}", "y_table", part, lambda i=i: tables(i)[0]))
+            steps.append((f"y_mean slice {i}", "y_mean", part, lambda i=i: tables(i)[1]))
+    if not prefix:
+        return steps
+    for i in range(net.slices):
+        context = prefix + context_name(MEAN_CONTEXT, i + 1)
+        if i + 1 == net.slices:  # the last context feeds lrp.{S−1} only
+            steps.append((context, context, None, lambda: net.mean_context(stored[means], slices(net.slices))))
+        chain(net.stacks["lrp"][i], context)
+    residuals = [prefix + stack[-1].name for stack in net.stacks["lrp"]]
+    steps.append((prefix + "y_tilde", prefix + "y_tilde", None,
+                  lambda: net.synthesis_input(slices(net.slices), [stored[r] for r in residuals])))
     return steps
 
 
@@ -203,19 +284,22 @@ def localize(codec: Codec, stored: dict[str, np.ndarray], pixels: np.ndarray, st
     """Recompute every step of a golden image from its committed input; one line per step that differs.
 
     Unlike the end-to-end check, a difference here cannot be inherited from an earlier step: the first
-    line names the first layer (or latent rounding, table choice, entropy decode) and element this
-    platform computes differently, even when the stream no longer decodes.
+    line names the first layer (or latent rounding, table choice, entropy decode; for charm also the slice
+    and its stack) and element this platform computes differently, even when the stream no longer decodes.
+    A step over some channels of a tensor (a charm slice: ``decoder.y_hat slice 1``) gives indices inside
+    that slice.
     """
     lines = []
-    for name, recompute in _isolated_steps(codec, stored, pixels, stored_stream):
+    for label, name, part, recompute in _isolated_steps(codec, stored, pixels, stored_stream):
         if name not in stored:
             continue
+        expected = stored[name] if part is None else stored[name][part]
         try:
-            problem = first_mismatch(stored[name], np.asarray(recompute()))
+            problem = first_mismatch(expected, np.asarray(recompute()))
         except (KeyError, ValueError) as exc:  # a missing input, an undecodable stream
             problem = f"cannot recompute from the committed input ({type(exc).__name__}: {exc})"
         if problem:
-            lines.append(f"{name} (from its committed input): {problem}")
+            lines.append(f"{label} (from its committed input): {problem}")
     return lines
 
 

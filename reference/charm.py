@@ -32,6 +32,17 @@ from .modelfile import ModelFile
 
 LRP_FIX = 8
 SLICE_KINDS = ("cc_means", "cc_scales", "lrp")
+SCALE_CONTEXT, MEAN_CONTEXT = "scale_context", "mean_context"
+"""Trace names of the concatenated stack inputs (CH-2): ``scale_context.i`` = concat(s, ŷ_0 … ŷ_{i−1}) at f_cs
+(input of ``cc_scales.i``), ``mean_context.i`` = concat(m, ŷ_0 … ŷ_{i−1}) at f_cm (input of ``cc_means.i`` and
+of ``lrp.{i−1}``), for i ≥ 1; slice 0's stacks read the supports themselves. They are the DPU inputs the CPU
+hands over (docs/board.md, charm), recorded in golden sets."""
+
+
+def context_name(kind: str, index: int) -> str:
+    """``scale_context.i`` / ``mean_context.i``: the trace name of a context (``kind`` = SCALE_CONTEXT or
+    MEAN_CONTEXT) holding the support and ``index`` ≥ 1 decoded slices."""
+    return f"{kind}.{index}"
 
 
 class IntegerCharm(IntegerHyperprior):
@@ -81,7 +92,27 @@ class IntegerCharm(IntegerHyperprior):
     def fix_positions(self) -> dict[str, int]:
         fixes = super().fix_positions()
         fixes["y_tilde"] = self.fix_y_tilde
+        for i in range(1, self.slices + 1):
+            fixes[context_name(MEAN_CONTEXT, i)] = self.h_s_means.fix_out
+            if i < self.slices:
+                fixes[context_name(SCALE_CONTEXT, i)] = self.h_s_scales.fix_out
         return fixes
+
+    def scale_context(self, scale_support: np.ndarray, decoded: list[np.ndarray], trace: Trace = None) -> np.ndarray:
+        """concat(s, ŷ_0 … ŷ_{j−1}) at f_cs for ``decoded`` = [ŷ_0 … ŷ_{j−1}]: int8 (M + j·K)×h×w, the input of
+        ``cc_scales.j`` (CH-2); recorded as ``scale_context.j`` for j ≥ 1."""
+        context = _context(scale_support, self.h_s_scales.fix_out, decoded)
+        if trace is not None and decoded:
+            trace[context_name(SCALE_CONTEXT, len(decoded))] = context
+        return context
+
+    def mean_context(self, mean_support: np.ndarray, decoded: list[np.ndarray], trace: Trace = None) -> np.ndarray:
+        """concat(m, ŷ_0 … ŷ_{j−1}) at f_cm for ``decoded`` = [ŷ_0 … ŷ_{j−1}]: int8 (M + j·K)×h×w, the input of
+        ``cc_means.j`` and ``lrp.{j−1}`` (CH-2); recorded as ``mean_context.j`` for j ≥ 1."""
+        context = _context(mean_support, self.h_s_means.fix_out, decoded)
+        if trace is not None and decoded:
+            trace[context_name(MEAN_CONTEXT, len(decoded))] = context
+        return context
 
     # ---- the slice loop ------------------------------------------------------------------------
     def hyper_synthesis(self, z_hat: np.ndarray, trace: Trace = None) -> tuple[np.ndarray, np.ndarray]:
@@ -94,18 +125,24 @@ class IntegerCharm(IntegerHyperprior):
     def slice_coding_params(self, index: int, scale_support: np.ndarray, mean_support: np.ndarray,
                             decoded: list[np.ndarray], trace: Trace = None) -> tuple[np.ndarray, np.ndarray]:
         """(table index, μ_r), int32 K×h×w, of slice ``index`` from the supports and ŷ_0 … ŷ_{index−1}."""
-        log2_scales = _run_chain(self.stacks["cc_scales"][index],
-                                 _context(scale_support, self.h_s_scales.fix_out, decoded), trace, self.impl)
-        means = _run_chain(self.stacks["cc_means"][index], _context(mean_support, self.h_s_means.fix_out, decoded),
-                           trace, self.impl)
+        decoded = decoded[:index]
+        log2_scales = _run_chain(self.stacks["cc_scales"][index], self.scale_context(scale_support, decoded, trace),
+                                 trace, self.impl)
+        means = _run_chain(self.stacks["cc_means"][index], self.mean_context(mean_support, decoded, trace), trace,
+                           self.impl)
+        return self.slice_tables(index, log2_scales, means)
+
+    def slice_tables(self, index: int, log2_scales: np.ndarray, means: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(table index, μ_r), int32 K×h×w, of slice ``index`` from its heads: log2 σ_i (int8 at f_σi) and μ_i
+        (int8 at f_μi), with the slice's own scale LUT row (CH-4, CH-5)."""
         fix_means = self.stacks["cc_means"][index][-1].fix_out
         return table_indexes(log2_scales, means, self.model.scale_lut[index], fix_means, self.model.mean_frac_bits)
 
     def residual(self, index: int, mean_support: np.ndarray, decoded: list[np.ndarray], trace: Trace = None
                  ) -> np.ndarray:
         """LRP r_i: int8 K×h×w at fix 8 from the mean support and ŷ_0 … ŷ_i (``decoded`` includes slice i)."""
-        return _run_chain(self.stacks["lrp"][index], _context(mean_support, self.h_s_means.fix_out, decoded), trace,
-                          self.impl)
+        return _run_chain(self.stacks["lrp"][index], self.mean_context(mean_support, decoded[: index + 1], trace),
+                          trace, self.impl)
 
     def synthesis_input(self, y_hat_slices: list[np.ndarray], residuals: list[np.ndarray]) -> np.ndarray:
         """ỹ = concat_i(ŷ_i + r_i): FXP-E1 (exact) of ŷ (fix 0) and r (fix 8) into int8 at f_ỹ."""

@@ -66,6 +66,27 @@ def codec():
     return Codec(load_model_file(models.resolve()))
 
 
+@pytest.fixture(scope="session")
+def tiny_charm(tmp_path_factory, train_dir):
+    """A tiny ChARM model (docs/charm.md; N 8, M 12, 3 slices, context 8/6): random init, calibrated on two
+    batches of training crops, exported, reloaded. Returns (QAT model, integer ModelFile). Needs torch."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("compressai")
+    from fxlic.qat.charm import CharmConfig, CharmHyperprior
+    from fxlic.qat.data import CropSampler
+    from fxlic.qat.export import export_model
+    from fxlic.qat.train import calibrate
+    from fxlic.reference.modelfile import load_model_file
+
+    torch.manual_seed(0)
+    model = CharmHyperprior(CharmConfig(N=8, M=12, slices=3, context_hidden=(8, 6)))
+    calibrate(model, CropSampler(train_dir, 64, seed=0), batches=2, batch_size=2)
+    model.entropy_bottleneck.update(force=True)
+    path = tmp_path_factory.mktemp("charm") / "charm.npz"
+    export_model(model, "charm", 2).save(path)
+    return model, load_model_file(path)
+
+
 # The fast lane is `pytest -m "not slow"`. Tests marked slow: whole Kodak images, torch/QAT forwards over
 # real images, multi-process training, subprocess installs (tests/test_wheel.py). The determinism
 # module (several subprocess environments per test) is marked here rather than in its file.

@@ -1,4 +1,4 @@
-"""Tests of fxlic.entropy.bitstream (rules BS-1 ... BS-9 in docs/bitstream.md)."""
+"""Tests of fxlic.entropy.bitstream (rules BS-1 ... BS-11 in docs/bitstream.md)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fxlic.entropy.bitstream import (
+    ARCH_CHARM,
+    ARCH_HYPERPRIOR,
+    COLOUR_GRAY,
     FORMAT_VERSION,
     MAGIC,
     MAX_PIXELS,
@@ -23,6 +26,9 @@ from fxlic.entropy.bitstream import (
 HASH = bytes(range(16))
 HEADER = StreamHeader(model_name="mbt2018-mean-q3", model_hash=HASH, quality=3, width=768, height=512)
 STREAMS = [b"\x00\x00\x80\x00z", b"\x01\x02\x03\x04yyyy"]
+CHARM_HEADER = StreamHeader(model_name="charm", model_hash=HASH, quality=4, width=64, height=48,
+                            architecture=ARCH_CHARM)
+CHARM_STREAMS = [b"zzzz", b"y0y0", b"y1y1y", b"y2"]
 
 
 def _recrc(body: bytes) -> bytes:
@@ -58,13 +64,21 @@ def test_layout() -> None:
     width=st.integers(1, MAX_SIDE),
     height=st.integers(1, MAX_SIDE),
     streams=st.lists(st.binary(min_size=1, max_size=64), min_size=1, max_size=16),
+    colour=st.sampled_from([0, COLOUR_GRAY]),
+    architecture=st.sampled_from([ARCH_HYPERPRIOR, ARCH_CHARM]),
 )
-def test_round_trip(name: str, model_hash: bytes, quality: int, width: int, height: int, streams: list[bytes]) -> None:
-    """pack/unpack round trip for every valid header (BS-2 ... BS-5) and stream list (BS-6, BS-7)."""
+def test_round_trip(name: str, model_hash: bytes, quality: int, width: int, height: int, streams: list[bytes],
+                    colour: int, architecture: str) -> None:
+    """pack/unpack round trip for every valid header (BS-2 ... BS-5, BS-10, BS-11) and stream list (BS-6, BS-7);
+    BS-11 "a writer uses the lowest version that can say what it has to": the version byte is 1 (RGB
+    hyperprior), 2 (gray hyperprior) or 3 (any other architecture), and the bytes re-pack identically."""
     if width * height > MAX_PIXELS:
         height = MAX_PIXELS // width
-    h = StreamHeader(name, model_hash, quality, width, height)
-    assert unpack(pack(h, streams)) == (h, streams)
+    h = StreamHeader(name, model_hash, quality, width, height, colour, architecture)
+    data = pack(h, streams)
+    assert unpack(data) == (h, streams)
+    assert data[4] == (3 if architecture != ARCH_HYPERPRIOR else 1 + colour)
+    assert pack(*unpack(data)) == data  # one canonical byte string per header
 
 
 @pytest.mark.parametrize(
@@ -76,7 +90,7 @@ def test_round_trip(name: str, model_hash: bytes, quality: int, width: int, heig
         (b"FXL", "truncated"),
         (b"FXLC", "truncated"),
         (b"FXLD" + bytes(60), "not an fxlic bitstream"),
-        (b"FXLC\x03" + bytes(60), r"format version 3 is newer than this decoder \(2\)"),
+        (b"FXLC\x04" + bytes(60), r"format version 4 is newer than this decoder \(3\)"),
         (b"FXLC\x00" + bytes(60), "unsupported format version 0"),
         (b"FXLC\x01\x00" + bytes(10), "truncated"),
     ],
@@ -217,3 +231,113 @@ def test_colour_type_versions() -> None:
         unpack(bytes(bad))
     with pytest.raises(ValueError):
         pack(StreamHeader("m", HASH, 3, 8, 8, colour=5), STREAMS)
+
+
+# --------------------------------------------------------------------------------------------------
+# BS-11: the architecture byte of version 3
+# --------------------------------------------------------------------------------------------------
+def _charm_with(arch_id: int | None = None, cut_after_arch: bool = False) -> bytes:
+    """A CRC-valid version-3 file whose architecture byte is overwritten (bypassing pack's checks)."""
+    good = bytearray(pack(CHARM_HEADER, CHARM_STREAMS))
+    at = 31 + len(CHARM_HEADER.model_name) + 1  # after the name and the colour byte
+    if arch_id is not None:
+        good[at] = arch_id
+    if cut_after_arch:
+        return bytes(good[: at + 1])
+    return _recrc(bytes(good[:-4]))
+
+
+def test_architecture_layout_version_3() -> None:
+    """BS-11: "a charm stream is version 3: the colour byte (BS-10), then a u8 architecture id (1 = charm),
+    then the stream count"; total size 36 + k + 2 + 4m + Σ len (BS-8)."""
+    data = pack(CHARM_HEADER, CHARM_STREAMS)
+    name = CHARM_HEADER.model_name.encode()
+    expected = (b"FXLC" + bytes([3, 4]) + struct.pack("<II", 64, 48) + HASH + bytes([len(name)]) + name
+                + bytes([0, 1, len(CHARM_STREAMS)]) + b"".join(struct.pack("<I", len(s)) for s in CHARM_STREAMS)
+                + b"".join(CHARM_STREAMS))
+    assert data == _recrc(expected)
+    assert len(data) == 36 + len(name) + 2 + 4 * len(CHARM_STREAMS) + sum(map(len, CHARM_STREAMS))
+    assert unpack(data) == (CHARM_HEADER, CHARM_STREAMS)
+    gray = StreamHeader("charm", HASH, 4, 64, 48, colour=COLOUR_GRAY, architecture=ARCH_CHARM)
+    assert unpack(pack(gray, CHARM_STREAMS))[0] == gray and pack(gray, CHARM_STREAMS)[4] == 3
+
+
+def test_hyperprior_streams_stay_version_1_and_2() -> None:
+    """BS-11: "versions 1 and 2 carry no architecture byte; they are hyperprior streams" — the default
+    architecture of a header, so every mean-scale stream is byte-identical to what it was before BS-11."""
+    assert HEADER.architecture == ARCH_HYPERPRIOR and HEADER.version == 1
+    assert unpack(pack(HEADER, STREAMS))[0].architecture == ARCH_HYPERPRIOR
+    gray = StreamHeader("m", HASH, 3, 8, 8, colour=COLOUR_GRAY)
+    assert gray.version == 2 and unpack(pack(gray, STREAMS))[0].architecture == ARCH_HYPERPRIOR
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (_charm_with(arch_id=7), r"unknown architecture id 7 \(this decoder knows 1 = charm\)"),
+        (_charm_with(arch_id=255), "unknown architecture id 255"),
+        (_charm_with(arch_id=0), "architecture id 0 \\(hyperprior\\) in a version-3 stream: hyperprior streams are "
+                                 "version 1 or 2"),
+        (_charm_with(cut_after_arch=True), "truncated: file has 38 bytes, the header needs 39"),
+        (pack(CHARM_HEADER, CHARM_STREAMS)[: 31 + 5 + 1], "truncated"),  # ends after the colour byte
+    ],
+)
+def test_bad_architecture(data: bytes, message: str) -> None:
+    """BS-11: the architecture byte is checked before it is used — unknown ids, the implied id 0 written
+    explicitly (non-canonical, BS-10/BS-11), and a file that ends at or before it — one line each."""
+    with pytest.raises(BitstreamError, match=message) as info:
+        unpack(data)
+    assert "\n" not in str(info.value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_version_3_corruption_always_rejected(data: st.DataObject) -> None:
+    """BS-9/BS-11: any single-byte change, truncation or extension of a version-3 file raises BitstreamError;
+    a change confined to the architecture byte with a re-computed CRC is refused or names another
+    architecture, never another exception."""
+    good = pack(CHARM_HEADER, CHARM_STREAMS)
+    kind = data.draw(st.sampled_from(["set", "cut", "append", "arch"]))
+    bad = bytearray(good)
+    if kind == "set":
+        pos = data.draw(st.integers(0, len(good) - 1))
+        bad[pos] ^= data.draw(st.integers(1, 255))
+    elif kind == "cut":
+        del bad[data.draw(st.integers(0, len(good) - 1)) :]
+    elif kind == "append":
+        bad += data.draw(st.binary(min_size=1, max_size=8))
+    else:
+        code = data.draw(st.integers(0, 255))
+        if code == 1:
+            return
+        bad = bytearray(_charm_with(arch_id=code))
+    with pytest.raises(BitstreamError):
+        unpack(bytes(bad))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200))
+def test_random_bytes_version_3(data: bytes) -> None:
+    """BS-1 ... BS-11: arbitrary bytes after a version-3 prefix either parse or raise BitstreamError."""
+    try:
+        header, _ = unpack(MAGIC + bytes([3]) + data)
+    except BitstreamError:
+        return
+    assert header.architecture == ARCH_CHARM
+
+
+def test_pack_rejects_unknown_architecture() -> None:
+    """BS-11: pack refuses an architecture no id names."""
+    with pytest.raises(ValueError, match="architecture"):
+        pack(StreamHeader("m", HASH, 3, 8, 8, architecture="wacnn"), STREAMS)
+
+
+def test_stream_architecture_of_model_files() -> None:
+    """BS-11: meanscale and scalehyper model files code hyperprior streams, charm files charm streams;
+    a model file without the field (older files) is a mean-scale hyperprior."""
+    from fxlic.entropy.bitstream import stream_architecture
+
+    assert stream_architecture("meanscale") == stream_architecture("scalehyper") == ARCH_HYPERPRIOR
+    assert stream_architecture(None) == ARCH_HYPERPRIOR and stream_architecture("charm") == ARCH_CHARM
+    with pytest.raises(ValueError, match="no bitstream architecture"):
+        stream_architecture("wacnn")

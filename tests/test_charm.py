@@ -15,26 +15,12 @@ from fxlic.codec import open_codec  # noqa: E402
 from fxlic.entropy.bitstream import unpack  # noqa: E402
 from fxlic.qat.charm import LRP_FIX, CharmConfig, CharmHyperprior  # noqa: E402
 from fxlic.qat.data import CropSampler  # noqa: E402
-from fxlic.qat.export import export_model, model_from_model_file  # noqa: E402
-from fxlic.qat.train import calibrate  # noqa: E402
+from fxlic.qat.export import model_from_model_file  # noqa: E402
 from fxlic.qat.train import main as train_main  # noqa: E402
 from fxlic.qat.verify import compare_image  # noqa: E402
 from fxlic.reference.modelfile import load_model_file  # noqa: E402
 
-TINY = CharmConfig(N=8, M=12, slices=3, context_hidden=(8, 6))
-
-
-@pytest.fixture(scope="module")
-def tiny_charm(tmp_path_factory, request):
-    """A tiny ChARM model: random init, calibrated on training crops, exported, reloaded."""
-    train_dir = request.getfixturevalue("train_dir")
-    torch.manual_seed(0)
-    model = CharmHyperprior(TINY)
-    calibrate(model, CropSampler(train_dir, 64, seed=0), batches=2, batch_size=2)
-    model.entropy_bottleneck.update(force=True)
-    path = tmp_path_factory.mktemp("charm") / "charm.npz"
-    export_model(model, "charm", 2).save(path)
-    return model, load_model_file(path)
+# the tiny model (fixture ``tiny_charm`` in conftest.py): N 8, M 12, 3 slices, context 8/6
 
 
 def test_calibration_forces_concat_and_lrp_fix_positions(tiny_charm) -> None:
@@ -43,14 +29,15 @@ def test_calibration_forces_concat_and_lrp_fix_positions(tiny_charm) -> None:
     position is forced to 8"; CH-4: one scale_lut row per slice; CH-8: g_s.0 takes fix f_ỹ; CH-9:
     architecture charm, format version 2."""
     model, model_file = tiny_charm
+    slices = model.config.slices
     layers = model_file.layers
     f_cm, f_cs = layers["h_s_means"].fix_out, layers["h_s_scales"].fix_out
     assert f_cm >= 0 and f_cs >= 0
-    for i in range(TINY.slices):
+    for i in range(slices):
         assert layers[f"lrp.{i}.2"].fix_out == LRP_FIX
         assert layers[f"cc_means.{i}.0"].fix_in == layers[f"lrp.{i}.0"].fix_in == f_cm
         assert layers[f"cc_scales.{i}.0"].fix_in == f_cs
-    assert model_file.scale_lut.shape == (TINY.slices, 256)
+    assert model_file.scale_lut.shape == (slices, 256)
     assert model_file.meta["architecture"] == "charm"
     assert layers["g_s.0"].fix_in == model_file.meta["charm"]["fix_y_tilde"] == int(model.fix_y_tilde)
     assert 0 <= int(model.fix_y_tilde) <= LRP_FIX and model_file.meta["format_version"] == 2
@@ -77,12 +64,12 @@ def test_integer_charm_equals_qat_forward(tiny_charm, kodak_image) -> None:
 
 def test_encode_decode_identity(tiny_charm, kodak_image) -> None:
     """Decoding reproduces the encoder's ŷ exactly; CH-6: "1 + S rANS streams: ẑ, then ŷ_0, …, ŷ_{S−1}"."""
-    _, model_file = tiny_charm
+    model, model_file = tiny_charm
     codec = open_codec(model_file)
     pixels = kodak_image(3, (10, 20, 70, 130))
     result = codec.encode(pixels, keep_trace=True)
     _, streams = unpack(result.bitstream)
-    assert len(streams) == 1 + TINY.slices
+    assert len(streams) == 1 + model.config.slices
     trace: dict = {}
     decoded = codec.decode(result.bitstream, trace=trace)
     assert decoded.shape == pixels.shape and decoded.dtype == np.uint8
@@ -167,3 +154,31 @@ def test_warm_start_from_meanscale_is_the_meanscale_model_at_step_zero(train_dir
     charm_noisy = CharmHyperprior(config).eval()
     warm_start_from_meanscale(charm_noisy, meanscale.state_dict())
     assert all(float(stack[1].conv.weight.detach().abs().min()) > 0 for stack in charm_noisy.cc_means)
+
+
+def test_decoder_refuses_a_stream_of_another_architecture(tiny_charm, codec, kodak_image, tmp_path, capsys) -> None:
+    """docs/bitstream.md BS-11: a charm stream "names its architecture explicitly: version 3, architecture id
+    1"; "a decoder refuses a stream whose architecture is not the one its model file codes", with one line,
+    before it looks at the weights (BS-4) — in both directions, and from the command line."""
+    from fxlic import models
+    from fxlic.cli import main as cli_main
+    from fxlic.codec import DecodeError
+
+    _, model_file = tiny_charm
+    charm = open_codec(model_file)
+    pixels = kodak_image(3, (0, 0, 64, 64))
+    charm_stream = charm.encode(pixels).bitstream
+    assert charm_stream[4] == 3 and unpack(charm_stream)[0].architecture == "charm"
+    meanscale_stream = codec.encode(pixels).bitstream
+    assert meanscale_stream[4] == 1 and unpack(meanscale_stream)[0].architecture == "hyperprior"
+    with pytest.raises(DecodeError, match=r"^bitstream is a charm stream \(format version 3, model 'charm' q2\), "
+                                          r"but model 'meanscale' q4 is meanscale, which codes hyperprior streams$"):
+        codec.decode(charm_stream)
+    with pytest.raises(DecodeError, match=r"^bitstream is a hyperprior stream \(format version 1, .* is charm, which"):
+        charm.decode(meanscale_stream)
+    (tmp_path / "c.fxl").write_bytes(charm_stream)
+    assert cli_main(["decode", str(tmp_path / "c.fxl"), "-o", str(tmp_path / "x.png"),
+                     "--model-file", str(models.resolve())]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("fxlic: error: ") and err.count("\n") == 1 and "is a charm stream" in err
+    assert not (tmp_path / "x.png").exists()

@@ -42,6 +42,9 @@ def test_encode_decode_info_models(tmp_path, small_png, stream, capsys) -> None:
     assert main(["info", str(stream), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert (info["width"], info["height"], info["bytes"]) == (130, 96, stream.stat().st_size)
+    # docs/bitstream.md BS-11: an RGB mean-scale stream is version 1, whose architecture is hyperprior (implied)
+    assert (info["format"], info["architecture"], info["model_architecture"]) == (1, "hyperprior", "meanscale")
+    assert list(info["streams"]) == ["z", "y"]
     assert main(["models", "--json"]) == 0
     listing = json.loads(capsys.readouterr().out)
     assert listing["default"] in [m["name"] for m in listing["models"]]
