@@ -40,9 +40,17 @@ def main() -> int:
     p.add_argument("--out", required=True)
     args = p.parse_args()
     runs, results = Path(args.runs), Path(args.results)
-    lines = [f"# Model card: `{args.name}` (int8, DPU-deployable mean-scale hyperprior)", "",
-             "Architecture: Minnen et al. 2018 mean-scale hyperprior without context model, DPU-deployable "
-             "(ReLU instead of GDN, k4 s2 p1 transposed convs, two h_s heads; docs/architecture.md).", "",
+    charm = run_facts(runs / f"{args.name}-q4-float")["config"].get("architecture") == "charm"
+    title, architecture = (
+        ("ChARM", "Minnen & Singh 2020 channel-wise autoregressive entropy model with latent residual "
+                  "prediction on the DPU-deployable transforms of the mean-scale model; slices decoded one "
+                  "after another (docs/charm.md).")
+        if charm else
+        ("mean-scale hyperprior", "Minnen et al. 2018 mean-scale hyperprior without context model, "
+                                  "DPU-deployable (ReLU instead of GDN, k4 s2 p1 transposed convs, two h_s heads; "
+                                  "docs/architecture.md)."))
+    lines = [f"# Model card: `{args.name}` (int8, DPU-deployable {title})", "",
+             f"Architecture: {architecture}", "",
              f"Hardware: {args.hardware}. Training data: `../shared/data/train` (40 photographs, random 128² "
              "crops with flips); Kodak was used only for the measurements below.", "",
              *([f"Provenance: {args.provenance}", ""] if args.provenance else []),
@@ -76,6 +84,12 @@ def main() -> int:
     bd = results / "bdrate.txt"
     if bd.exists():
         lines += ["", "## BD-rates (`tools/measure_release.sh`)", "", "```", bd.read_text().strip(), "```"]
+    if charm:
+        lines += ["", "Reproduce: see `docs/charm.md` (training) and `docs/training.md` §7; Kodak: `fxlic eval "
+                  f"--model-files models/{args.name}-qQ.npz --images ../shared/data/kodak --out {results}`."]
+        Path(args.out).write_text("\n".join(lines) + "\n")
+        print(json.dumps({"written": args.out}))
+        return 0
     lines += ["", "Float twin: its Kodak results are `results/kodak/meanscale-float.json` (CompressAI-coded) and "
               "`meanscale-float-ideal.json` (ideal rate); the repository commits the float q4 base only "
               "(`models/float/meanscale-q4-float.pt`, float16 weights, the start of every run above and of GPU "
