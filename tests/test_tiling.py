@@ -25,7 +25,11 @@ from fxlic.reference.tiling import (
 
 
 def _shipped_model_paths() -> list:
-    return [path for qualities in models.available().values() for path in qualities.values()]
+    """Every shipped hyperprior model file (the tiled codec's models; charm codes whole images, docs/charm.md)."""
+    from fxlic.reference.modelfile import load_model_file
+
+    return [path for qualities in models.available().values() for path in qualities.values()
+            if load_model_file(path).meta.get("architecture", "meanscale") != "charm"]
 
 
 _CODECS: dict[str, Codec] = {}
