@@ -75,7 +75,9 @@ def plot_learning_curves(runs: list[Path], out: Path, title: str = "") -> None:
         minutes[device] += log["elapsed_s"][-1] / 60
         steps = [offsets[run] + s for s in log["step"]]
         elapsed = [(minute_offsets[run] + e) / 60 for e in log["elapsed_s"]]
-        style = "-" if run.name.endswith("-float") else "--"
+        with (run / "log.csv").open() as handle:  # the phase each log row records, not the folder's name
+            phases = {row["phase"] for row in csv.DictReader(handle)}
+        style = "--" if phases == {"qat"} else "-"
         for ax_steps, ax_minutes, key in zip(grid[0], grid[1], ("loss", "psnr", "bpp")):
             ax_steps.plot(steps, log[key], style, lw=1.2, label=f"{run.name} ({device})")
             ax_minutes.plot(elapsed, log[key], style, lw=1.2)
