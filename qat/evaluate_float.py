@@ -80,8 +80,8 @@ def evaluate(checkpoint: Path, images: list[Path], threads: int, float_arithmeti
     # ChARM has no CompressAI pipeline here (its slices need their own coder: fxlic's integer one). Its
     # float model is measured at the ideal rate only; the forward pass decodes exactly what a decoder would
     # (ŷ = round(y), ỹ = ŷ + r, x̂ = g_s(ỹ)), so its PSNR is the decoded image's.
-    codec = None if getattr(model.config, "architecture", "meanscale") == "charm" else FloatCodec(model.float().eval())
     model = model.float().eval()
+    codec = None if getattr(model.config, "architecture", "meanscale") == "charm" else FloatCodec(model)
     rows = []
     for path in tqdm(images, desc=f"float eval {checkpoint.parent.name}", unit="img"):
         pixels = read_image(path)
