@@ -14,11 +14,14 @@ The mean-scale hyperprior (``docs/architecture.md``) deploys as three DPU subgra
 
 * The DPU subgraphs are the conv / transposed-conv chains. Every layer is one ``QuantConv`` with fused
   activation; its output tensor carries the layer's name (the key of golden traces, ``docs/golden.md``).
-* ŷ and ẑ are DPU fix ops in spirit (requantize to fix position 0, ``DPU_ROUND``, saturate), but the
-  latents cross the DPU/CPU boundary anyway (the entropy coder needs them on the ARM), so the board runs
-  the rounding on the CPU with the same integer rule (``fxlic.fxp.requantize``) and the decoder
-  subgraphs take the integer latents as their inputs. ``h_a`` reads y, not ŷ, so g_a and h_a share one
-  subgraph and y leaves it as an output.
+* ẑ (and ŷ of a model file without the ŷ twin) is a DPU fix op in spirit (requantize to fix position 0,
+  ``DPU_ROUND``, saturate), but the latents cross the DPU/CPU boundary anyway (the entropy coder needs
+  them on the ARM), so the board runs the rounding on the CPU with the same integer rule
+  (``fxlic.fxp.requantize``) and the decoder subgraphs take the integer latents as their inputs. ``h_a``
+  reads y, not ŷ, so g_a and h_a share one subgraph and y leaves it as an output.
+* A model file with the ŷ twin ``g_a_y_hat`` (format version 3, docs/fixed-point.md FXP-Q6) makes ŷ on
+  the DPU: one more conv in the encoder subgraph, g_a's last weights on g_a's last input with output fix 0,
+  an output of the subgraph (one rounding of the accumulator, where R(y → 0) would round twice).
 * CPU-only by nature: padding/cropping, the rounding of latents, entropy coding, table selection
   (μ/σ → table) — integer code in ``fxlic.codec`` / ``fxlic.entropy`` / ``fxlic.reference``.
 
@@ -52,7 +55,7 @@ from dataclasses import asdict, dataclass, field
 
 from fxlic.reference.charm import LRP_FIX, MEAN_CONTEXT, SCALE_CONTEXT, context_name
 from fxlic.reference.hyperprior import INPUT_FIX, LATENT_FIX, padded_size
-from fxlic.reference.modelfile import ModelFile
+from fxlic.reference.modelfile import Y_HAT_TWIN, ModelFile
 
 __all__ = ["CpuOp", "LayerSpec", "Partition", "Subgraph", "TensorSpec", "partition_from_model", "padded_size",
            "slice_subgraph"]
@@ -351,20 +354,21 @@ def partition_from_model(model: ModelFile) -> Partition:
         _wire(chain, first_input, wiring)
     for head in heads:
         wiring[head] = h_s[-1]
+    twin = _wire_y_hat_twin(model, g_a, wiring)
 
     layers, tensors = _specs(model, wiring)
     tensors["input"] = TensorSpec("input", model.layers[g_a[0]].in_channels, INPUT_FIX, None)
-    tensors["y_hat"] = TensorSpec("y_hat", layers[g_a[-1]].out_channels, LATENT_FIX, "cpu:round_latents")
+    tensors["y_hat"] = TensorSpec("y_hat", layers[g_a[-1]].out_channels, LATENT_FIX, _y_hat_producer(twin))
     tensors["z_hat"] = TensorSpec("z_hat", layers[h_a[-1]].out_channels, LATENT_FIX, "cpu:round_latents")
 
     subgraphs = (
-        Subgraph(ENCODER, inputs=("input",), outputs=(g_a[-1], h_a[-1]), layers=tuple(g_a + h_a)),
+        _encoder_subgraph(g_a, twin, h_a),
         Subgraph(HYPER_DECODER, inputs=("z_hat",), outputs=tuple(heads), layers=tuple(h_s + heads)),
         Subgraph(DECODER, inputs=("y_hat",), outputs=(g_s[-1],), layers=tuple(g_s)),
     )
     cpu_ops = (
         _PAD,
-        _round_latents(g_a, h_a),
+        _round_latents(g_a, h_a, twin),
         _Z_ENTROPY,
         CpuOp("table_selection", tuple(heads), ("y_table", "y_mean"),
               "scale_lut[q_s + 128], mu to 1/2^b units, mu_r, frac (ENT-M3)"),
@@ -382,10 +386,29 @@ _PAD = CpuOp("pad_and_offset", ("pixels",), ("input",),
 _Z_ENTROPY = CpuOp("z_entropy", ("z_hat",), ("z stream",), "rANS, one factorized table per channel (ENT-M2)")
 
 
-def _round_latents(g_a: list[str], h_a: list[str]) -> CpuOp:
-    return CpuOp("round_latents", (g_a[-1], h_a[-1]), ("y_hat", "z_hat"),
-                 "requantize to fix 0 (DPU_ROUND, saturate): a DPU fix op, run on the ARM because the "
-                 "latents leave the DPU for entropy coding")
+def _round_latents(g_a: list[str], h_a: list[str], twin: list[str]) -> CpuOp:
+    what = ("requantize to fix 0 (DPU_ROUND, saturate): a DPU fix op, run on the ARM because the "
+            "latents leave the DPU for entropy coding")
+    if twin:  # ŷ is the twin's DPU output (FXP-Q6); only ẑ is rounded here
+        return CpuOp("round_latents", (h_a[-1],), ("z_hat",), what + f"; y_hat is the DPU output {twin[0]}")
+    return CpuOp("round_latents", (g_a[-1], h_a[-1]), ("y_hat", "z_hat"), what)
+
+
+def _wire_y_hat_twin(model: ModelFile, g_a: list[str], wiring: dict[str, str]) -> list[str]:
+    """Wire the ŷ twin (format version 3) to g_a's last input; [its name], or [] for a file without it."""
+    if model.y_hat_twin is None:
+        return []
+    wiring[Y_HAT_TWIN] = g_a[-2]
+    return [Y_HAT_TWIN]
+
+
+def _y_hat_producer(twin: list[str]) -> str:
+    return twin[0] if twin else "cpu:round_latents"
+
+
+def _encoder_subgraph(g_a: list[str], twin: list[str], h_a: list[str]) -> Subgraph:
+    """g_a, the ŷ twin if any, and h_a: one DPU call; y (for h_a's sake), ŷ (twin) and z leave it."""
+    return Subgraph(ENCODER, inputs=("input",), outputs=(g_a[-1], *twin, h_a[-1]), layers=tuple(g_a + twin + h_a))
 
 
 def _charm_partition(model: ModelFile, g_a: list[str], h_a: list[str], h_s: list[str], g_s: list[str]) -> Partition:
@@ -408,13 +431,14 @@ def _charm_partition(model: ModelFile, g_a: list[str], h_a: list[str], h_s: list
     for chain, first_input in ((g_a, "input"), (h_a, g_a[-1]), (h_s, "z_hat"), (g_s, "y_tilde")):
         _wire(chain, first_input, wiring)
     wiring["h_s_scales"] = wiring["h_s_means"] = h_s[-1]
+    twin = _wire_y_hat_twin(model, g_a, wiring)
     for i in range(slices):
         _wire(stack["cc_scales", i], context_name(SCALE_CONTEXT, i) if i else "h_s_scales", wiring)
         _wire(stack["cc_means", i], context_name(MEAN_CONTEXT, i) if i else "h_s_means", wiring)
         _wire(stack["lrp", i], context_name(MEAN_CONTEXT, i + 1), wiring)
     layers, tensors = _specs(model, wiring)
     tensors["input"] = TensorSpec("input", model.layers[g_a[0]].in_channels, INPUT_FIX, None)
-    tensors["y_hat"] = TensorSpec("y_hat", latent, LATENT_FIX, "cpu:round_latents")
+    tensors["y_hat"] = TensorSpec("y_hat", latent, LATENT_FIX, _y_hat_producer(twin))
     tensors["z_hat"] = TensorSpec("z_hat", layers[h_a[-1]].out_channels, LATENT_FIX, "cpu:round_latents")
     tensors["y_tilde"] = TensorSpec("y_tilde", latent, int(model.meta["charm"]["fix_y_tilde"]), "cpu:y_tilde")
     derived = {"y_hat": g_a[-1], "z_hat": h_a[-1], "y_tilde": g_a[-1]}
@@ -428,7 +452,7 @@ def _charm_partition(model: ModelFile, g_a: list[str], h_a: list[str], h_s: list
 
     heads = {kind: [stack[kind, i][-1] for i in range(slices)] for kind in ("cc_scales", "cc_means", "lrp")}
     subgraphs = [
-        Subgraph(ENCODER, inputs=("input",), outputs=(g_a[-1], h_a[-1]), layers=tuple(g_a + h_a)),
+        _encoder_subgraph(g_a, twin, h_a),
         Subgraph(HYPER_DECODER, inputs=("z_hat",),
                  outputs=("h_s_scales", "h_s_means", heads["cc_scales"][0], heads["cc_means"][0]),
                  layers=tuple(h_s + ["h_s_scales", "h_s_means"] + stack["cc_scales", 0] + stack["cc_means", 0])),
@@ -446,7 +470,7 @@ def _charm_partition(model: ModelFile, g_a: list[str], h_a: list[str], h_s: list
         subgraphs.append(Subgraph(slice_subgraph(j), inputs=tuple(ins), outputs=tuple(outs), layers=tuple(run)))
     subgraphs.append(Subgraph(DECODER, inputs=("y_tilde",), outputs=(g_s[-1],), layers=tuple(g_s)))
 
-    cpu_ops = [_PAD, _round_latents(g_a, h_a), _Z_ENTROPY]
+    cpu_ops = [_PAD, _round_latents(g_a, h_a, twin), _Z_ENTROPY]
     for i in range(slices):
         cpu_ops.append(CpuOp(f"table_selection.{i}", (heads["cc_scales"][i], heads["cc_means"][i]),
                              (f"y_table slice {i}", f"y_mean slice {i}"),

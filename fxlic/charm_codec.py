@@ -49,8 +49,7 @@ class CharmCodec(Codec):
         trace: dict[str, np.ndarray] = {}
         x = pixels_to_input(pad_image(pixels))
         trace["input"] = x
-        y = net.analysis(x, trace)
-        y_hat = net.quantize_latent(y, net.fix_y)
+        y, y_hat = net.analysis_latents(x, trace)
         z = net.hyper_analysis(y, trace)
         z_hat = net.quantize_latent(z, net.fix_z)
         trace["y_hat"], trace["z_hat"] = y_hat, z_hat

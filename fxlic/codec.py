@@ -27,6 +27,7 @@ from fxlic.entropy.bitstream import (
 )
 from fxlic.entropy.conditional import factorized_table_indexes
 from fxlic.entropy.rans import EntropyDecodeError, decode_symbols, encode_symbols
+from fxlic.fxp.layer import QuantConv
 from fxlic.reference.hyperprior import PAD_MULTIPLE, IntegerHyperprior
 from fxlic.reference.modelfile import ModelFile, ModelFileError
 from fxlic.reference.tiling import Span, array_source, run_chain_tiled
@@ -120,11 +121,22 @@ class Codec:
         self.workers = workers
 
     # ---- tiled transforms (bit-identical to the whole-image ones, docs/tiling.md) ---------------
-    def _analysis_tiled(self, pixels: np.ndarray) -> np.ndarray:
+    def _analysis_tiled(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(y, ŷ) as ``IntegerHyperprior.analysis_latents``. g_a up to its last input is tiled; the last conv
+        (and the ŷ twin, which reads the same input) run tiled on that tensor (1/8 of the image's size)."""
         ph, pw = self.net.padded_size(*pixels.shape[:2])
         source = padded_pixel_source(pixels, ph, pw)
-        return run_chain_tiled(self.net.g_a, source, (3, ph, pw), self.tile // self.net.latent_stride,
-                               self.impl, self.workers)
+        last = self.net.g_a[-1]
+        hidden = run_chain_tiled(self.net.g_a[:-1], source, (3, ph, pw),
+                                 self.tile * last.stride // self.net.latent_stride, self.impl, self.workers)
+
+        def last_conv(layer: QuantConv) -> np.ndarray:
+            return run_chain_tiled([layer], array_source(hidden), hidden.shape, self.tile // self.net.latent_stride,
+                                   self.impl, self.workers)
+
+        y = last_conv(last)
+        twin = self.net.y_hat_twin
+        return y, self.net.quantize_latent(y, self.net.fix_y) if twin is None else last_conv(twin)
 
     def _hyper_analysis_tiled(self, y: np.ndarray) -> np.ndarray:
         return run_chain_tiled(self.net.h_a, array_source(y), y.shape, self.tile // PAD_MULTIPLE,
@@ -174,10 +186,9 @@ class Codec:
         if whole:  # the trace records whole layer outputs: whole-image transforms
             x = pixels_to_input(pad_image(pixels))
             trace["input"] = x
-            y = self.net.analysis(x, trace)
+            y, y_hat = self.net.analysis_latents(x, trace)
         else:
-            y = self._analysis_tiled(pixels)
-        y_hat = self.net.quantize_latent(y, self.net.fix_y)
+            y, y_hat = self._analysis_tiled(pixels)
         z = self.net.hyper_analysis(y, trace) if whole else self._hyper_analysis_tiled(y)
         del y
         z_hat = self.net.quantize_latent(z, self.net.fix_z)

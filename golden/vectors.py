@@ -195,7 +195,11 @@ def _isolated_steps(codec: Codec, stored: dict[str, np.ndarray], pixels: np.ndar
     # encoder
     step("input", lambda: pixels_to_input(pad_image(pixels)))
     chain(net.g_a, "input")
-    step("y_hat", lambda: net.quantize_latent(stored[y_name], net.fix_y))
+    if net.y_hat_twin is None:
+        step("y_hat", lambda: net.quantize_latent(stored[y_name], net.fix_y))
+    else:  # ŷ from the twin of g_a's last conv, one rounding (FXP-Q6)
+        chain([net.y_hat_twin], net.g_a[-2].name)
+        step("y_hat", lambda: stored[net.y_hat_twin.name])
     chain(net.h_a, y_name)
     step("z_hat", lambda: net.quantize_latent(stored[z_name], net.fix_z))
     chain(net.h_s, "z_hat")

@@ -36,7 +36,15 @@ from torch import nn
 
 from .fakequant import fake_quant_activation, mse_optimal_fix_pos, round_to_integer_ste
 from .layers import QConv
-from .models import HYPER_ACTIVATIONS, IMAGE_FIX, INPUT_FIX, LATENT_FIX, MeanScaleHyperprior, rate_terms
+from .models import (
+    HYPER_ACTIVATIONS,
+    IMAGE_FIX,
+    INPUT_FIX,
+    LATENT_FIX,
+    MeanScaleHyperprior,
+    check_latent_rounding,
+    rate_terms,
+)
 
 LRP_FIX = 8
 """Output fix position of every LRP stack's last conv: int8 saturation bounds r to [−1/2, 127/256]."""
@@ -53,6 +61,7 @@ class CharmConfig:
     context_hidden: tuple[int, int] = (96, 64)
     hyper_activation: str = "relu"
     architecture: str = "charm"
+    latent_rounding: str = "requantize"  # as ModelConfig.latent_rounding (FXP-Q6)
 
     def __post_init__(self) -> None:
         if self.M % self.slices:
@@ -61,6 +70,7 @@ class CharmConfig:
             raise ValueError(f"hyper_activation must be one of {HYPER_ACTIVATIONS}, got {self.hyper_activation!r}")
         if self.architecture != "charm":
             raise ValueError(f"CharmConfig describes the charm architecture, not {self.architecture!r}")
+        check_latent_rounding(self.latent_rounding)
         object.__setattr__(self, "context_hidden", tuple(int(c) for c in self.context_hidden))
 
     @property
@@ -175,7 +185,7 @@ class CharmHyperprior(MeanScaleHyperprior):
                     f0 = min(fix_pos_from_max_abs(float(samples.abs().max())), LRP_FIX)
                     f_in = mse_optimal_fix_pos(samples, [f for f in (f0, f0 + 1) if f <= LRP_FIX], param=False)
                     self.fix_y_tilde.fill_(f_in)
-                f_out = layer.finish_calibration(f_in)
+                f_out = layer.finish_calibration(f_in, self.twin_fix_out(layer))
                 fixes[name] = [int(v) for v in layer.fix]
                 if name == f"g_a.{len(self.g_a) - 1}":
                     f_y = f_out
@@ -184,6 +194,7 @@ class CharmHyperprior(MeanScaleHyperprior):
                 if not name.startswith("h_s_"):
                     f_in = f_out
         fixes["y_tilde"] = [int(self.fix_y_tilde)]
+        self.check_latent_twin()
         self._calibrating = False
         self._y_tilde_samples = []
         return fixes
@@ -229,10 +240,9 @@ class CharmHyperprior(MeanScaleHyperprior):
             noisy_rate = self.training
         if self.quantized:
             x = fake_quant_activation(x, INPUT_FIX)
-        y = self.g_a(x)
+        y, y_hat = self.encode_latents(x)
         z = self.h_a(y)
         z_hat = round_to_integer_ste(z)
-        y_hat = round_to_integer_ste(y)
         if self._calibrating:
             self._y_hat_max = max(self._y_hat_max, float(y_hat.detach().abs().max()))
         scale_support, mean_support = self.hyper_synthesis(z_hat)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +30,10 @@ from fxlic.entropy.conditional import (  # the conditional entropy model owns th
 from fxlic.entropy.tables import TableSet, table_set_from_pmfs
 from fxlic.fxp.layer import QuantConv
 from fxlic.fxp.quant import quantize_param
-from fxlic.reference.modelfile import CHARM_FORMAT_VERSION, FORMAT, ModelFile
+from fxlic.reference.modelfile import CHARM_FORMAT_VERSION, FORMAT, Y_HAT_TWIN, Y_HAT_TWIN_FORMAT_VERSION, ModelFile
 
 from .charm import CharmHyperprior, model_from_config
-from .models import MeanScaleHyperprior
+from .models import LATENT_FIX, MeanScaleHyperprior
 
 
 @torch.no_grad()
@@ -73,7 +74,19 @@ def export_layers(model: MeanScaleHyperprior) -> tuple[list[dict], dict[str, Qua
         layers[name] = QuantConv(name=name, transposed=qconv.transposed, weight=weight, bias=bias,
                                  stride=qconv.stride, padding=qconv.padding, fix_in=f_in, fix_w=f_w,
                                  fix_b=f_b, fix_out=f_out, activation=qconv.activation)
+        if qconv is model.g_a[-1] and model.config.latent_rounding == "accumulator":
+            # the ŷ twin (FXP-Q6): a second DPU conv with g_a's last weights and output fix 0
+            twin = replace(layers[name], name=Y_HAT_TWIN, fix_out=LATENT_FIX)
+            entries.append({**entry, "name": Y_HAT_TWIN, "fix_out": LATENT_FIX})
+            layers[Y_HAT_TWIN] = twin
     return entries, layers
+
+
+def format_version(model: MeanScaleHyperprior) -> int:
+    """The lowest model-file version that describes ``model`` (docs/model-file.md, Versioning)."""
+    if model.config.latent_rounding == "accumulator":
+        return Y_HAT_TWIN_FORMAT_VERSION
+    return CHARM_FORMAT_VERSION if isinstance(model, CharmHyperprior) else 1
 
 
 def export_model(model: MeanScaleHyperprior, name: str, quality: int, training: dict | None = None) -> ModelFile:
@@ -86,7 +99,7 @@ def export_model(model: MeanScaleHyperprior, name: str, quality: int, training: 
         scale_lut = build_scale_lut(int(model.h_s_scales.fix[3]), grid)
     meta = {
         "format": FORMAT,
-        "format_version": CHARM_FORMAT_VERSION if isinstance(model, CharmHyperprior) else 1,
+        "format_version": format_version(model),
         "name": name,
         "quality": int(quality),
         "architecture": model.config.architecture,

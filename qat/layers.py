@@ -80,8 +80,12 @@ class QConv(nn.Module):
     def fix_out(self) -> int:
         return int(self.fix[3])
 
-    def finish_calibration(self, fix_in: int) -> int:
+    def finish_calibration(self, fix_in: int, twin_fix_out: int | None = None) -> int:
         """Choose (f_w, f_b, f_out) from the recorded samples, apply the export adjustment, freeze.
+
+        ``twin_fix_out``: the layer also runs as a twin with this output position (``forward_with_twin``);
+        both share weights and bias, so the export adjustment is applied for the twin first, then for the
+        layer itself, and (f_w, f_b) satisfy both (FXP-P1).
 
         Returns the output fix position (the next layer's f_in).
         """
@@ -101,6 +105,8 @@ class QConv(nn.Module):
             samples = torch.cat(self._samples)
             f_o0 = fix_pos_from_max_abs(float(samples.abs().max()))
             f_out = mse_optimal_fix_pos(samples, [f_o0, f_o0 + 1, f_o0 + 2], param=False)
+        if twin_fix_out is not None:
+            f_w, f_b, _ = adjust_conv_fix_positions(fix_in, f_w, f_b, int(twin_fix_out))
         f_w, f_b, f_out_adj = adjust_conv_fix_positions(fix_in, f_w, f_b, f_out)
         if self.forced_fix_out is not None and f_out_adj != self.forced_fix_out:
             raise RuntimeError(f"export adjustment moved a forced output fix position ({f_out} -> {f_out_adj})")
@@ -115,6 +121,21 @@ class QConv(nn.Module):
         if self.transposed:
             return F.conv_transpose2d(x, weight, bias, self.stride, self.padding)
         return F.conv2d(x, weight, bias, self.stride, self.padding)
+
+    def forward_with_twin(self, x: torch.Tensor, twin_fix_out: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(this layer's output, the same pre-activation rounded once to ``twin_fix_out``), quantized only.
+
+        The twin is a second DPU conv with this layer's int8 weights, bias and input but its own output
+        fix position: its output is one DPU_ROUND of the exact accumulator. Rounding this layer's output
+        again (fix f_out → twin_fix_out) would round twice, which moves every rounding threshold by
+        2^-(f_out+1) (docs/fixed-point.md FXP-Q6). Used for ŷ, the latents rounded to fix 0.
+        """
+        if not bool(self.quantized):
+            raise RuntimeError("forward_with_twin needs a quantized (calibrated) layer")
+        weight = fake_quant_param(self.conv.weight, self.fix_w)
+        bias = fake_quant_param(self.conv.bias, self.fix_b)
+        out = apply_activation(self._conv(x, weight.to(x.dtype), bias.to(x.dtype)), self.activation)
+        return fake_quant_activation(out, self.fix_out), fake_quant_activation(out, int(twin_fix_out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if bool(self.quantized):

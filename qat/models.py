@@ -38,6 +38,12 @@ LIKELIHOOD_BOUND = 1e-9
 
 
 HYPER_ACTIVATIONS = ("relu", "leaky_relu")
+LATENT_ROUNDINGS = ("requantize", "accumulator")
+"""How the int8 model makes ŷ from g_a's last conv (docs/fixed-point.md FXP-Q6). ``"requantize"``: ŷ is
+y (g_a's output at its calibrated position f_y) requantized to fix 0, two roundings, which moves the
+rounding threshold of ŷ by 2^-(f_y+1) (a quarter at f_y = 1). ``"accumulator"``: ŷ is a twin of g_a's
+last conv with output position 0, one rounding of the exact accumulator: what float training's round(y)
+is. h_a reads y at f_y in both. In float mode the two are the same model."""
 
 
 @dataclass(frozen=True)
@@ -54,14 +60,21 @@ class ModelConfig:
     M: int = 128
     use_means: bool = True
     hyper_activation: str = "leaky_relu"
+    latent_rounding: str = "requantize"
 
     def __post_init__(self) -> None:
         if self.hyper_activation not in HYPER_ACTIVATIONS:
             raise ValueError(f"hyper_activation must be one of {HYPER_ACTIVATIONS}, got {self.hyper_activation!r}")
+        check_latent_rounding(self.latent_rounding)
 
     @property
     def architecture(self) -> str:
         return "meanscale" if self.use_means else "scalehyper"
+
+
+def check_latent_rounding(value: str) -> None:
+    if value not in LATENT_ROUNDINGS:
+        raise ValueError(f"latent_rounding must be one of {LATENT_ROUNDINGS}, got {value!r}")
 
 
 def pixels_to_input(pixels: torch.Tensor) -> torch.Tensor:
@@ -183,7 +196,7 @@ class MeanScaleHyperprior(nn.Module):
                     f_in = f_y
                 elif name.startswith("h_s_"):
                     f_in = f_hs
-                f_out = layer.finish_calibration(f_in)
+                f_out = layer.finish_calibration(f_in, self.twin_fix_out(layer))
                 fixes[name] = [int(v) for v in layer.fix]
                 if name == f"g_a.{len(self.g_a) - 1}":
                     f_y = f_out
@@ -191,7 +204,26 @@ class MeanScaleHyperprior(nn.Module):
                     f_hs = f_out
                 if not name.startswith("h_s_"):
                     f_in = f_out
+        self.check_latent_twin()
         return fixes
+
+    def twin_fix_out(self, layer: QConv) -> int | None:
+        """LATENT_FIX for g_a's last conv when it has the ŷ twin (``latent_rounding="accumulator"``), else None."""
+        twin = self.config.latent_rounding == "accumulator" and layer is self.g_a[-1]
+        return LATENT_FIX if twin else None
+
+    def check_latent_twin(self) -> None:
+        """With ``latent_rounding="accumulator"``, g_a's last conv also runs with output position 0 (the ŷ
+        twin); its shifts must be DPU-legal as they are (FXP-P1), since export cannot move them."""
+        if self.config.latent_rounding != "accumulator":
+            return
+        from fxlic.fxp.fixpos import shifts_in_dpu_range
+
+        last = self.g_a[-1]
+        shift_cut, shift_bias = last.fix_w + last.fix_in - LATENT_FIX, last.fix_w + last.fix_in - last.fix_b
+        if not shifts_in_dpu_range(shift_cut, shift_bias):
+            raise RuntimeError(f"g_a's ŷ twin at fix {LATENT_FIX} has shift_cut {shift_cut}, shift_bias {shift_bias}: "
+                               "outside the DPU range (FXP-P1); train with latent_rounding='requantize'")
 
     # ---- forward -------------------------------------------------------------------------------
     def hyper_synthesis(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -200,6 +232,15 @@ class MeanScaleHyperprior(nn.Module):
         log2_scales = self.h_s_scales(hidden)
         means = self.h_s_means(hidden) if self.h_s_means is not None else torch.zeros_like(log2_scales)
         return log2_scales, means
+
+    def encode_latents(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """g_a: x → (y, ŷ). y (at f_y once quantized) feeds h_a; ŷ = round(y) is coded and synthesized.
+        Quantized with ``latent_rounding="accumulator"``, ŷ is g_a's last conv rounded once to fix 0 (its
+        twin, FXP-Q6); otherwise ŷ = R(y) (straight-through)."""
+        if self.config.latent_rounding == "accumulator" and bool(self.g_a[-1].quantized):
+            return self.g_a[-1].forward_with_twin(self.g_a[:-1](x), LATENT_FIX)
+        y = self.g_a(x)
+        return y, round_to_integer_ste(y)
 
     def z_likelihood(self, z_values: torch.Tensor) -> torch.Tensor:
         """Factorized-prior likelihood of z values (B×N×h×w), via CompressAI's EntropyBottleneck density."""
@@ -219,10 +260,9 @@ class MeanScaleHyperprior(nn.Module):
             noisy_rate = self.training
         if self.quantized:
             x = fake_quant_activation(x, INPUT_FIX)
-        y = self.g_a(x)
+        y, y_hat = self.encode_latents(x)
         z = self.h_a(y)
         z_hat = round_to_integer_ste(z)
-        y_hat = round_to_integer_ste(y)
         log2_scales, means = self.hyper_synthesis(z_hat)
         x_hat = self.g_s(y_hat)
         rate = rate_terms(self.z_likelihood, y, z, y_hat, z_hat, log2_scales, means, noisy_rate)

@@ -240,6 +240,11 @@ def train(args: argparse.Namespace) -> Path:
             # adapts them (LeakyReLU(26/256) → ReLU changes only negative pre-activations, by 10 %).
             print(f"hyper activation {config.hyper_activation} → {args.hyper_activation} (from --init)")
             config = replace(config, hyper_activation=args.hyper_activation)
+        init_quantized = any(k.endswith(".quantized") and bool(v) for k, v in init["model"].items())
+        if args.phase == "qat" and not init_quantized and config.latent_rounding != args.latent_rounding:
+            # chosen at calibration, which follows: the float model is the same either way (FXP-Q6)
+            print(f"latent rounding {config.latent_rounding} → {args.latent_rounding} (QAT calibration)")
+            config = replace(config, latent_rounding=args.latent_rounding)
     elif args.arch == "charm":
         config = CharmConfig(N=args.N, M=args.M, slices=args.slices, hyper_activation=args.hyper_activation or "relu")
     else:
@@ -412,6 +417,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                    help="same as --precision bf16 (kept for older scripts)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="channels_last memory format (default: with bf16)")
+    p.add_argument("--latent-rounding", choices=["accumulator", "requantize"], default="accumulator",
+                   help="QAT from a float --init: how the int8 model rounds ŷ (docs/fixed-point.md FXP-Q6): "
+                        "accumulator (a twin of g_a's last conv at fix 0, one rounding; default) or requantize "
+                        "(y requantized to fix 0, two roundings: the models shipped before 2026-12-02)")
     p.add_argument("--hyper-activation", choices=["relu", "leaky_relu"],
                    help="activation in h_a/h_s: relu for new models (pinned DPU rounding); given with --init "
                         "or a resumed run, switches the parent's (default: keep it)")

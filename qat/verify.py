@@ -43,6 +43,9 @@ def qat_layer_codes(model: MeanScaleHyperprior, pixels: np.ndarray) -> dict[str,
     finally:
         for handle in handles:
             handle.remove()
+    # g_a's last conv runs inside encode_latents (with its ŷ twin, FXP-Q6), not through its hook
+    last = model.g_a[-1]
+    codes.setdefault(f"g_a.{len(model.g_a) - 1}", quantize_activation_codes(out["y"][0], last.fix_out).numpy())
     codes["y_hat"] = out["y_hat"][0].round().long().numpy()
     codes["z_hat"] = out["z_hat"][0].round().long().numpy()
     if "y_tilde" in out:  # ChARM: the synthesis input ŷ + r at its fix position

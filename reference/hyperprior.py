@@ -64,6 +64,7 @@ class IntegerHyperprior:
         self.h_s_scales = layers["h_s_scales"]
         self.h_s_means = layers.get("h_s_means")
         self.g_s = chain("g_s")
+        self.y_hat_twin = model.y_hat_twin  # None: ŷ = requantize(y → fix 0) (FXP-Q6)
         self._check_wiring()
 
     def _check_wiring(self) -> None:
@@ -75,6 +76,9 @@ class IntegerHyperprior:
                 if layer.fix_in != fix_in:
                     raise ValueError(f"{layer.name}: fix_in {layer.fix_in} but its input has fix {fix_in}")
                 fix_in = layer.fix_out
+        if self.y_hat_twin is not None and len(self.g_a) > 1 and self.y_hat_twin.fix_in != self.g_a[-2].fix_out:
+            raise ValueError(f"{self.y_hat_twin.name}: fix_in {self.y_hat_twin.fix_in} != "
+                             f"{self.g_a[-2].name} output fix {self.g_a[-2].fix_out}")
         for head in (self.h_s_scales, self.h_s_means):
             if head is not None and head.fix_in != self.h_s[-1].fix_out:
                 raise ValueError(f"{head.name}: fix_in {head.fix_in} != h_s output fix {self.h_s[-1].fix_out}")
@@ -120,8 +124,22 @@ class IntegerHyperprior:
         """g_a: int8 3×H×W (fix 8) → y, int8 M×H/16×W/16 (fix f_y)."""
         return _run_chain(self.g_a, x, trace, self.impl)
 
+    def analysis_latents(self, x: np.ndarray, trace: Trace = None) -> tuple[np.ndarray, np.ndarray]:
+        """g_a and the latent rounding: int8 3×H×W (fix 8) → (y at f_y for h_a, ŷ at fix 0 to code)."""
+        hidden = _run_chain(self.g_a[:-1], x, trace, self.impl)
+        return self.latents_from_hidden(hidden, trace)
+
+    def latents_from_hidden(self, hidden: np.ndarray, trace: Trace = None) -> tuple[np.ndarray, np.ndarray]:
+        """(y, ŷ) from g_a's last input (the output of g_a[-2]), FXP-Q6: with the twin layer ŷ is g_a's last
+        conv rounded once to fix 0 (one DPU conv more); without it ŷ = R(y → fix 0), two roundings."""
+        y = _run_chain(self.g_a[-1:], hidden, trace, self.impl)
+        if self.y_hat_twin is None:
+            return y, self.quantize_latent(y, self.fix_y)
+        return y, _run_chain([self.y_hat_twin], hidden, trace, self.impl)
+
     def quantize_latent(self, y: np.ndarray, fix_y: int) -> np.ndarray:
-        """R: int8 at fix f → int8 integers (fix 0): the DPU fix op, round half up, saturate."""
+        """R: int8 at fix f → int8 integers (fix 0): the DPU fix op, round half up, saturate (ẑ; ŷ of a model
+        without the twin layer)."""
         return requantize(y, fix_y, LATENT_FIX)
 
     def hyper_analysis(self, y: np.ndarray, trace: Trace = None) -> np.ndarray:

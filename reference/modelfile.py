@@ -29,11 +29,15 @@ from fxlic.entropy.tables import TableSet
 from fxlic.fxp.layer import QuantConv
 
 FORMAT = "fxlic-model"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 """Newest model-file version this module reads. A writer uses the lowest version that can say what it has to:
 1 for the mean-scale / scale hyperprior, 2 for ``charm`` (a ``charm`` object in meta, one scale LUT per slice:
-docs/charm.md), so a reader older than charm refuses a charm file with a clear reason."""
+docs/charm.md), 3 for either with the ŷ twin layer ``g_a_y_hat`` (ŷ rounded once from g_a's accumulator,
+docs/fixed-point.md FXP-Q6), so an older reader refuses the file rather than encode ŷ with two roundings."""
 CHARM_FORMAT_VERSION = 2
+Y_HAT_TWIN_FORMAT_VERSION = 3
+Y_HAT_TWIN = "g_a_y_hat"
+"""Name of the ŷ twin layer: g_a's last conv (same int8 weights and bias, same input) with output fix 0."""
 
 
 class ModelFileError(ValueError):
@@ -58,6 +62,11 @@ class ModelFile:
     @property
     def quality(self) -> int:
         return int(self.meta["quality"])
+
+    @property
+    def y_hat_twin(self) -> QuantConv | None:
+        """The ŷ twin layer (format version 3), or None: then ŷ = requantize(y → fix 0) (FXP-Q6)."""
+        return self.layers.get(Y_HAT_TWIN)
 
     @property
     def mean_frac_bits(self) -> int:
@@ -157,6 +166,32 @@ def load_model_file(path: str | Path) -> ModelFile:
         )
         model.y_tables.validate()
         model.z_tables.validate()
+        _check_y_hat_twin(model)
     except (KeyError, ValueError) as exc:
         raise ModelFileError(f"{path}: inconsistent model file ({exc})") from None
     return model
+
+
+def _check_y_hat_twin(model: ModelFile) -> None:
+    """The ŷ twin must be g_a's last conv with output fix 0: same weights, bias, geometry and input position,
+    in a file of version ≥ 3 (an older version cannot name it)."""
+    twin = model.y_hat_twin
+    if twin is None:
+        return
+    if int(model.meta["format_version"]) < Y_HAT_TWIN_FORMAT_VERSION:
+        raise ValueError(f"layer {Y_HAT_TWIN} needs format version {Y_HAT_TWIN_FORMAT_VERSION}")
+    g_a = sorted((name for name in model.layers if name.startswith("g_a.")), key=lambda n: int(n.rpartition(".")[2]))
+    if not g_a:
+        raise ValueError(f"{Y_HAT_TWIN} without a g_a chain")
+    last = model.layers[g_a[-1]]
+    same = (twin.transposed == last.transposed and twin.stride == last.stride and twin.padding == last.padding
+            and twin.activation == last.activation and (twin.fix_in, twin.fix_w, twin.fix_b)
+            == (last.fix_in, last.fix_w, last.fix_b) and np.array_equal(twin.weight, last.weight)
+            and np.array_equal(twin.bias, last.bias))
+    if not same:
+        raise ValueError(f"{Y_HAT_TWIN} is not a twin of {last.name} (weights, bias, geometry, fix_in/w/b)")
+    if twin.fix_out != 0:
+        raise ValueError(f"{Y_HAT_TWIN} must output fix 0 (ŷ is an integer), got {twin.fix_out}")
+    if not twin.shifts_in_dpu_range:
+        raise ValueError(f"{Y_HAT_TWIN}: shift_cut {twin.shift_cut} / shift_bias {twin.shift_bias} "
+                         "outside the DPU range")

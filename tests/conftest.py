@@ -87,6 +87,27 @@ def tiny_charm(tmp_path_factory, train_dir):
     return model, load_model_file(path)
 
 
+@pytest.fixture(scope="session")
+def tiny_twin(tmp_path_factory, train_dir):
+    """A tiny mean-scale model (N 8, M 12) with the ŷ twin (``latent_rounding="accumulator"``, FXP-Q6): random
+    init, calibrated on two batches of training crops, exported, reloaded. Returns (QAT model, ModelFile)."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("compressai")
+    from fxlic.qat.data import CropSampler
+    from fxlic.qat.export import export_model
+    from fxlic.qat.models import MeanScaleHyperprior, ModelConfig
+    from fxlic.qat.train import calibrate
+    from fxlic.reference.modelfile import load_model_file
+
+    torch.manual_seed(0)
+    model = MeanScaleHyperprior(ModelConfig(N=8, M=12, latent_rounding="accumulator", hyper_activation="relu"))
+    calibrate(model, CropSampler(train_dir, 64, seed=0), batches=2, batch_size=2)
+    model.entropy_bottleneck.update(force=True)
+    path = tmp_path_factory.mktemp("twin") / "twin.npz"
+    export_model(model, "meanscale", 4).save(path)
+    return model, load_model_file(path)
+
+
 # The fast lane is `pytest -m "not slow"`. Tests marked slow: whole Kodak images, torch/QAT forwards over
 # real images, multi-process training, subprocess installs (tests/test_wheel.py). The determinism
 # module (several subprocess environments per test) is marked here rather than in its file.

@@ -30,18 +30,23 @@ def _assert_equal(stats) -> None:
         assert layer in names
 
 
-@pytest.mark.parametrize("use_means", [True, False])
-def test_fresh_export_equals_qat_forward(train_dir, kodak_image, tmp_path, use_means) -> None:
-    """Calibrate → export → integer codec equals the QAT forward (mean-scale and scale hyperprior)."""
+@pytest.mark.parametrize(("use_means", "latent_rounding"),
+                         [(True, "accumulator"), (True, "requantize"), (False, "accumulator")])
+def test_fresh_export_equals_qat_forward(train_dir, kodak_image, tmp_path, use_means, latent_rounding) -> None:
+    """Calibrate → export → integer codec equals the QAT forward (mean-scale and scale hyperprior; ŷ from the
+    twin of g_a's last conv, model-file version 3, or requantized from y, version 1: FXP-Q6)."""
     torch.manual_seed(0)
-    model = MeanScaleHyperprior(ModelConfig(N=8, M=12, use_means=use_means))
+    model = MeanScaleHyperprior(ModelConfig(N=8, M=12, use_means=use_means, latent_rounding=latent_rounding))
     calibrate(model, CropSampler(train_dir, 64, seed=0), batches=2, batch_size=2)
     model.entropy_bottleneck.update(force=True)
     path = tmp_path / "tiny.npz"
     export_model(model, "tiny", 1).save(path)
     from fxlic.reference.modelfile import load_model_file
 
-    codec = Codec(load_model_file(path))
+    model_file = load_model_file(path)
+    assert (model_file.y_hat_twin is not None) == (latent_rounding == "accumulator")
+    assert model_file.meta["format_version"] == (3 if latent_rounding == "accumulator" else 1)
+    codec = Codec(model_file)
     stats: dict = defaultdict(lambda: {"elements": 0, "mismatches": 0})
     for index, crop in ((23, (0, 0, 100, 150)), (5, (200, 300, 64, 64))):
         compare_image(model, codec, kodak_image(index, crop), stats)
