@@ -24,7 +24,7 @@ import argparse
 import json
 import math
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -188,6 +188,11 @@ def _encode_and_decode_z(model: torch.nn.Module, tracer: Tracer) -> tuple[torch.
     """The part every traced model shares: g_a, h_a and ẑ on the encoder, the entropy coding on the CPU,
     then the decoder's ẑ. Returns (y, ẑ); the tracer is on the decode side afterwards."""
     y = model.g_a(_probe_input())
+    if getattr(getattr(model, "config", None), "latent_rounding", "requantize") == "accumulator":
+        # the ŷ twin (docs/fixed-point.md FXP-Q6): g_a's last conv once more, output fix 0, same weights
+        last = next(layer for layer in reversed(tracer.layers) if layer.name == f"g_a.{len(model.g_a) - 1}")
+        tracer.layers.append(replace(last, name="g_a_y_hat", params=0,
+                                     reason=last.reason + "; ŷ twin of g_a's last conv (its weights, output fix 0)"))
     z_hat = torch.round(model.h_a(y))
     tracer.cpu_step("entropy_encode", "entropy_encode", y.numel() + z_hat.numel())
     tracer.side = "decode"
@@ -239,11 +244,11 @@ def build(name: str) -> tuple[nn.Module, list[Layer], dict]:
     """The analysed float graph of a model name, its traced ops, and its configuration."""
     torch.manual_seed(0)
     if name == "meanscale":
-        config = ModelConfig(N=96, M=128, hyper_activation="relu")
+        config = ModelConfig(N=96, M=128, hyper_activation="relu", latent_rounding="accumulator")
         model = MeanScaleHyperprior(config).eval()
         return model, trace_meanscale(model), asdict(config)
     if name == "charm":
-        config = CharmConfig()
+        config = CharmConfig(latent_rounding="accumulator")
         model = CharmHyperprior(config).eval()
         return model, trace_charm(model), asdict(config)
     if name in ("wacnn", "wacnn-dpu"):
