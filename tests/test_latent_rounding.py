@@ -161,3 +161,30 @@ class _Wrapped:
 
     def __call__(self, x, impl="blas", assumptions=None):
         return self._evaluate(x, impl)
+
+
+def test_int8_cost_tool_on_a_tiny_float_checkpoint(tmp_path, train_dir, capsys) -> None:
+    """`python -m fxlic.qat.int8_cost`: a float checkpoint calibrated both ways; `none` is the float model for
+    either rounding, and the FXP-Q6 rounding changes only rows that quantize g_a.3."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("compressai")
+    from dataclasses import asdict
+
+    from fxlic.imageio import encode_png, read_image
+    from fxlic.qat.int8_cost import main
+    from fxlic.qat.models import MeanScaleHyperprior, ModelConfig
+
+    torch.manual_seed(0)
+    model = MeanScaleHyperprior(ModelConfig(N=8, M=12, hyper_activation="relu"))
+    torch.save({"config": asdict(model.config), "model": model.state_dict()}, tmp_path / "float.pt")
+    images = tmp_path / "images"
+    images.mkdir()
+    source = sorted(train_dir.glob("*.png"))[0]
+    (images / "a.png").write_bytes(encode_png(read_image(source)[:96, :128]))
+    assert main([str(tmp_path / "float.pt"), "--quality", "4", "--images", str(images), "--train", str(train_dir),
+                 "--calib-batches", "1", "--batch", "2", "--groups", "none,all,g_s"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
+    table = {(r[0], r[1]): [float(v) for v in r[2:5]] for r in rows}
+    assert set(table) == {(lr, g) for lr in ("requantize", "accumulator") for g in ("none", "all", "g_s")}
+    assert table["requantize", "none"] == table["accumulator", "none"]
+    assert table["requantize", "g_s"] == table["accumulator", "g_s"]
