@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from .charm import CharmConfig, model_from_config, warm_start_from_meanscale
 from .data import CropSampler
+from .equalize import equalize_synthesis_input
 from .models import MeanScaleHyperprior, ModelConfig, output_to_pixels, pixels_to_input
 
 if TYPE_CHECKING:
@@ -262,6 +263,11 @@ def train(args: argparse.Namespace) -> Path:
         else:
             model.load_state_dict(init["model"])
         if args.phase == "qat" and not model.quantized:
+            if args.equalize:  # on crops of their own, so the calibration crops stay those of older runs
+                scales = equalize_synthesis_input(model, CropSampler(args.data, args.crop, seed=args.seed + 1),
+                                                  args.calib_batches, args.batch)
+                print(f"equalized g_s's last input: channel scales median {float(scales.median()):.2f}, "
+                      f"max {float(scales.max()):.2f}")
             fixes = calibrate(model, sampler, args.calib_batches, args.batch)
             (out_dir / "fix_positions.json").write_text(json.dumps(fixes, indent=1))
             print(f"calibrated {len(fixes)} layers on {args.calib_batches}×{args.batch} crops")
@@ -417,6 +423,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                    help="same as --precision bf16 (kept for older scripts)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="channels_last memory format (default: with bf16)")
+    p.add_argument("--equalize", action=argparse.BooleanOptionalAction, default=True,
+                   help="QAT from a float --init: equalize the channels of g_s's last input before calibration "
+                        "(cross-layer equalization, fxlic.qat.equalize; default on)")
     p.add_argument("--latent-rounding", choices=["accumulator", "requantize"], default="accumulator",
                    help="QAT from a float --init: how the int8 model rounds ŷ (docs/fixed-point.md FXP-Q6): "
                         "accumulator (a twin of g_a's last conv at fix 0, one rounding; default) or requantize "

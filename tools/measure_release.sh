@@ -4,6 +4,7 @@
 #   float arithmetic; calibration-only (PTQ) int8 models; BD-rates; RD plot; learning curves; layer
 #   equality with the QAT checkpoint; speed.
 #   bash tools/measure_release.sh RUNS_DIR OUT_DIR [SPEED_IMAGES]
+#   SPEED_IMAGES 0 skips the speed table; REUSE_FLOAT=1 keeps the float twins' measurement in OUT_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-runs}
@@ -20,8 +21,10 @@ ckpts() { for q in $Q; do echo "$RUNS/meanscale-q$q-$1/checkpoint.pt"; done; }
 .venv/bin/fxlic eval --model-files $(for q in $Q; do echo "$RUNS/meanscale-q$q-ptq.npz"; done) --images "$K" \
   --out "$OUT/ptq" --name fxlic-meanscale-int8-ptq | tee "$OUT/eval-int8-ptq.log"
 mv "$OUT/ptq/meanscale.json" "$OUT/meanscale-ptq.json"
+if [ -z "${REUSE_FLOAT:-}" ]; then  # REUSE_FLOAT=1: the float twins did not change; keep their measurement
 $PY -m fxlic.qat.evaluate_float $(ckpts float) --images "$K" --out "$OUT/meanscale-float.json" \
   --ideal-out "$OUT/meanscale-float-ideal.json" --name fxlic-meanscale-float | tee "$OUT/eval-float.log"
+fi
 $PY -m fxlic.qat.evaluate_float $(ckpts qat) --images "$K" --float-arithmetic --out "$OUT/meanscale-qat-float.json" \
   --ideal-out "$OUT/meanscale-qat-float-ideal.json" --name fxlic-meanscale-qat-weights-float \
   | tee "$OUT/eval-qat-float.log"
@@ -49,4 +52,4 @@ $PY -m fxlic.qat.evaluate_float $(ckpts qat) --images "$K" --float-arithmetic --
 $PY -m fxlic.qat.curves "$RUNS" -o "$OUT/../learning-curves.png"
 .venv/bin/fxlic verify-qat models/meanscale-q4.npz "$K" --checkpoint "$RUNS/meanscale-q4-qat/checkpoint.pt" \
   --json "$OUT/layer-equality-q4.json" | tee "$OUT/layer-equality-q4.txt"
-$PY benchmarks/codec_speed.py --images "$K" --limit "$SPEED_N" --threads 2 | tee "$OUT/speed.txt"
+[ "$SPEED_N" = 0 ] || $PY benchmarks/codec_speed.py --images "$K" --limit "$SPEED_N" --threads 2 | tee "$OUT/speed.txt"
