@@ -27,7 +27,6 @@ from fxlic.entropy.bitstream import (
 )
 from fxlic.entropy.conditional import factorized_table_indexes
 from fxlic.entropy.rans import EntropyDecodeError, decode_symbols, encode_symbols
-from fxlic.fxp.layer import QuantConv
 from fxlic.reference.hyperprior import PAD_MULTIPLE, IntegerHyperprior
 from fxlic.reference.modelfile import ModelFile, ModelFileError
 from fxlic.reference.tiling import Span, array_source, run_chain_tiled
@@ -130,7 +129,7 @@ class Codec:
         hidden = run_chain_tiled(self.net.g_a[:-1], source, (3, ph, pw),
                                  self.tile * last.stride // self.net.latent_stride, self.impl, self.workers)
 
-        def last_conv(layer: QuantConv) -> np.ndarray:
+        def last_conv(layer) -> np.ndarray:  # a QuantConv of g_a (or its ŷ twin)
             return run_chain_tiled([layer], array_source(hidden), hidden.shape, self.tile // self.net.latent_stride,
                                    self.impl, self.workers)
 

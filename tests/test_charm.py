@@ -27,7 +27,7 @@ def test_calibration_forces_concat_and_lrp_fix_positions(tiny_charm) -> None:
     """docs/charm.md CH-2: "each support head's output position is forced to f_c = min(its max-abs position,
     ŷ's max-abs position)" and every stack reads its support's f_c; CH-3: lrp.i's last conv "output fix
     position is forced to 8"; CH-4: one scale_lut row per slice; CH-8: g_s.0 takes fix f_ỹ; CH-9:
-    architecture charm, format version 2."""
+    architecture charm, format version 2 (this fixture has no ŷ twin; with one it is 3)."""
     model, model_file = tiny_charm
     slices = model.config.slices
     layers = model_file.layers
