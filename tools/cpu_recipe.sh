@@ -21,8 +21,11 @@
 #                        rate) and lost more to int8 than 1e-4 did (Kodak BD-rate int8 vs float twin at
 #                        ideal rate +12.6 %, against +9.2 % at 1e-4; docs/training.md §5): QAT must recover
 #                        what calibration costs (PTQ +29 %), and a low rate recovers less in 8 minutes.
-# The ladder of 2026-12-02 (from the q4 base at step 65,818):
+# The float ladder of 2026-12-02 (from the q4 base at step 65,818):
 #   QAT_LR=2e-5 FT_MIN_Q0=25 FT_MIN_Q2=20 FT_MIN_Q6=25 FT_MIN_Q8=40 bash tools/cpu_recipe.sh runs 0 20 8 0
+# The int8 ladder shipped since (second release of 2026-12-02): those float models (q4: the base at step
+# 73,402), QAT 10 minutes at 1e-4 with the trainer's defaults (ŷ twin, equalized g_s input; docs/training.md §2):
+#   FT_MIN_Q0=25 FT_MIN_Q2=20 FT_MIN_Q6=25 FT_MIN_Q8=40 bash tools/cpu_recipe.sh runs 0 20 10 0
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-runs}
