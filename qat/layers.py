@@ -132,17 +132,18 @@ class QConv(nn.Module):
         """
         if not bool(self.quantized):
             raise RuntimeError("forward_with_twin needs a quantized (calibrated) layer")
+        out = self._quantized_activation(x)
+        return fake_quant_activation(out, self.fix_out), fake_quant_activation(out, int(twin_fix_out))
+
+    def _quantized_activation(self, x: torch.Tensor) -> torch.Tensor:
+        """conv + activation with fake-quantized weights and bias, before the output's rounding."""
         weight = fake_quant_param(self.conv.weight, self.fix_w)
         bias = fake_quant_param(self.conv.bias, self.fix_b)
-        out = apply_activation(self._conv(x, weight.to(x.dtype), bias.to(x.dtype)), self.activation)
-        return fake_quant_activation(out, self.fix_out), fake_quant_activation(out, int(twin_fix_out))
+        return apply_activation(self._conv(x, weight.to(x.dtype), bias.to(x.dtype)), self.activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if bool(self.quantized):
-            weight = fake_quant_param(self.conv.weight, self.fix_w)
-            bias = fake_quant_param(self.conv.bias, self.fix_b)
-            out = apply_activation(self._conv(x, weight.to(x.dtype), bias.to(x.dtype)), self.activation)
-            return fake_quant_activation(out, self.fix_out)
+            return fake_quant_activation(self._quantized_activation(x), self.fix_out)
         out = apply_activation(self._conv(x, self.conv.weight.to(x.dtype), self.conv.bias.to(x.dtype)),
                                 self.activation)
         if self.calibrating:
