@@ -17,6 +17,10 @@
 # Environment knobs (defaults in brackets):
 #   FT_MIN_Q0, FT_MIN_Q2, FT_MIN_Q6, FT_MIN_Q8 [FT_MIN]  minutes of each fine-tune (the ladder ends lag
 #                        their λ most and may need more)
+#   TOP [none]           a sixth rate point above q8 (10: λ 0.67), fine-tuned from q8 by the low lane once
+#                        its PTQs are done and q8's fine-tune has ended, then its QAT and PTQ (FT_MIN_Q10
+#                        minutes): the rate of these models grows slowly with λ at the top (q8: 1.08–1.14
+#                        bpp on Kodak) and the issue asks for 1.5 bpp.
 #   QAT_LR [1e-4]        QAT learning rate. The release of 2026-12-02 tried 2e-5 (the fine-tunes' final
 #                        rate) and lost more to int8 than 1e-4 did (Kodak BD-rate int8 vs float twin at
 #                        ideal rate +12.6 %, against +9.2 % at 1e-4; docs/training.md §5): QAT must recover
@@ -26,6 +30,8 @@
 # The int8 ladder shipped since (second release of 2026-12-02): those float models (q4: the base at step
 # 73,402), QAT 10 minutes at 1e-4 with the trainer's defaults (ŷ twin, equalized g_s input; docs/training.md §2):
 #   FT_MIN_Q0=25 FT_MIN_Q2=20 FT_MIN_Q6=25 FT_MIN_Q8=40 bash tools/cpu_recipe.sh runs 0 20 10 0
+# The third release of 2026-12-02 (from the trunk at step 91,853, six rate points):
+#   TOP=10 FT_MIN_Q10=30 FT_MIN_Q0=25 FT_MIN_Q2=20 FT_MIN_Q6=25 FT_MIN_Q8=35 bash tools/cpu_recipe.sh runs 0 20 10 0
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-runs}
@@ -34,6 +40,7 @@ FT_MIN=${3:-14}
 QAT_MIN=${4:-8}
 END_MIN=${5:-35}
 QAT_LR=${QAT_LR:-1e-4}
+TOP=${TOP:-}
 DATA=../shared/data/train
 TRAIN=".venv/bin/python -m fxlic.qat.train --data $DATA --crop 128 --batch 8 --steps 100000"
 
@@ -73,7 +80,11 @@ ptq() {  # QUALITY: calibration only, zero QAT steps
 (once ft-q6 finetune 6 4 && once ft-q8 finetune 8 6 && once qat-q8 qat 8 && once qat-q6 qat 6 && once qat-q4 qat 4) >> "$RUNS/lane-high.out" 2>&1 &
 HIGH=$!
 (once ft-q2 finetune 2 4 && once ft-q0 finetune 0 2 && once qat-q0 qat 0 && once qat-q2 qat 2 &&
-  for q in 0 2 4 6 8; do once "ptq-q$q" ptq $q; done) >> "$RUNS/lane-low.out" 2>&1 &
+  for q in 0 2 4 6 8; do once "ptq-q$q" ptq $q; done &&
+  if [ -n "$TOP" ]; then
+    while [ ! -e "$RUNS/.done/ft-q8" ]; do sleep 20; done  # the high lane's q8 fine-tune is its parent
+    once "ft-q$TOP" finetune "$TOP" 8 && once "qat-q$TOP" qat "$TOP" && once "ptq-q$TOP" ptq "$TOP"
+  fi) >> "$RUNS/lane-low.out" 2>&1 &
 LOW=$!
 wait $HIGH
 wait $LOW
@@ -84,7 +95,7 @@ LOW=$!
 wait $HIGH
 wait $LOW
 
-for q in 0 2 4 6 8; do
+for q in 0 2 4 6 8 $TOP; do
   for kind in qat ptq; do
     .venv/bin/python -m fxlic.qat.export "$RUNS/meanscale-q$q-$kind/checkpoint.pt" -o "$RUNS/meanscale-q$q-$kind.npz" \
       --name meanscale --quality $q

@@ -4,13 +4,14 @@
 #   float arithmetic; calibration-only (PTQ) int8 models; BD-rates; RD plot; learning curves; layer
 #   equality with the QAT checkpoint; speed.
 #   bash tools/measure_release.sh RUNS_DIR OUT_DIR [SPEED_IMAGES]
-#   SPEED_IMAGES 0 skips the speed table; REUSE_FLOAT=1 keeps the float twins' measurement in OUT_DIR.
+#   SPEED_IMAGES 0 skips the speed table; REUSE_FLOAT=1 keeps the float twins' measurement in OUT_DIR;
+#   QUALITIES (default "0 2 4 6 8") names the shipped rate points, whose runs are RUNS_DIR/meanscale-qQ-*.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-runs}
 OUT=${2:-results/kodak}
 SPEED_N=${3:-6}
-Q="0 2 4 6 8"
+Q=${QUALITIES:-0 2 4 6 8}
 K=../shared/data/kodak
 A=../shared/anchors/kodak
 PY=.venv/bin/python
