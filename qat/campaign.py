@@ -6,8 +6,11 @@ Input is ``results/campaign.csv``, one row per release, every number measured wh
 
     release, q4_base_steps, cpu_minutes, gpu_minutes, bdrate_vs_vtm_pct, vs_previous_pct, architecture, note
 
-``vs_previous_pct`` is the BD-rate of the ladder against the previous ladder, measured directly (two RD
-curves, one ``fxlic bdrate``), which is more precise than the difference of two BD-rates against VTM.
+``bdrate_vs_vtm_pct`` is over the ladder's q0–q8 points, the λs every release shipped (q10, added in the
+third release of 2026-12-02, extends the span and is left out so that releases compare over like ranges);
+``cpu_minutes`` are those in the history of those points. ``vs_previous_pct`` is the BD-rate of the ladder
+against the previous ladder, measured directly (two RD curves, one ``fxlic bdrate``), which is more precise
+than the difference of two BD-rates against VTM.
 
 **Extrapolation.** Over the releases of the current architecture, the rate ratio against VTM,
 ``r = 1 + BD/100``, is fitted as a power law of the CPU-minutes, ``r(t) = a · t^(−k)`` (least squares on
