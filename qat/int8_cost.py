@@ -29,6 +29,7 @@ from fxlic.rd.metrics import psnr
 
 from .charm import CharmHyperprior, model_from_config
 from .data import CropSampler, list_images
+from .equalize import equalize_synthesis_input
 from .export import load_checkpoint_model
 from .fakequant import fake_quant_activation
 from .models import INPUT_FIX, LATENT_ROUNDINGS, MeanScaleHyperprior, output_to_pixels, pixels_to_input, rate_terms
@@ -38,13 +39,16 @@ DEFAULT_GROUPS = ("none", "all", "input", "g_a", "g_a.3", "h_a", "h_s", "h_s_sca
 
 
 def calibrated(state: dict, latent_rounding: str, train: Path, batches: int, batch: int,
-               seed: int = 0) -> MeanScaleHyperprior:
+               seed: int = 0, equalize: bool = False) -> MeanScaleHyperprior:
     """A PTQ model from a float checkpoint's state with the given latent rounding (calibration as
-    ``fxlic train --phase qat`` does it: same seed, 128² crops)."""
+    ``fxlic train --phase qat`` does it: same seed, 128² crops; with ``equalize``, g_s's last input is
+    equalized first on crops of their own, as ``fxlic train --equalize`` does)."""
     torch.manual_seed(seed)
     config = replace(model_from_config(state["config"]).config, latent_rounding=latent_rounding)
     ptq = model_from_config(asdict(config))
     ptq.load_state_dict(state["model"])
+    if equalize:
+        equalize_synthesis_input(ptq, CropSampler(train, 128, seed=seed + 1), batches, batch)
     calibrate(ptq, CropSampler(train, 128, seed=seed), batches, batch)
     ptq.entropy_bottleneck.update(force=True)
     return ptq.eval()
@@ -94,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--groups", default=",".join(DEFAULT_GROUPS))
     p.add_argument("--latent-rounding", choices=[*LATENT_ROUNDINGS, "both"], default="both")
+    p.add_argument("--equalize", action=argparse.BooleanOptionalAction, default=True,
+                   help="equalize g_s's last input before calibration, as new QAT runs do (default on)")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -105,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(images)} images from {args.images}, λ = {LAMBDAS[args.quality]}; objective λ·255²·MSE + bpp")
     print(f"{'latent rounding':16s} {'group':12s} {'bpp':>8s} {'PSNR dB':>8s} {'objective':>10s} {'vs none':>8s}")
     for rounding in roundings:
-        ptq = calibrated(state, rounding, Path(args.train), args.calib_batches, args.batch)
+        ptq = calibrated(state, rounding, Path(args.train), args.calib_batches, args.batch,
+                         equalize=args.equalize)
         reference = None
         for group in args.groups.split(","):
             row = measure(ptq, select(ptq, group), images, LAMBDAS[args.quality])
