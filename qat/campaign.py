@@ -31,6 +31,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from .figures import pyplot, save_figure
+
 STOP_GAIN_PCT = 2.0  # a stretch that gains less than this counts towards the stop rule
 STOP_STRETCHES = 3  # ... this many in a row stop the campaign
 BARS_PCT = (60.0, 35.0)  # the bars, BD-rate vs VTM
@@ -121,11 +123,7 @@ def summary(releases: list[Release], fit: PowerLaw | None) -> str:
 
 
 def plot_campaign(releases: list[Release], fit: PowerLaw | None, out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8.5, 5.2))
     for arch in dict.fromkeys(r.architecture for r in releases):
         sel = [r for r in releases if r.architecture == arch]
@@ -151,10 +149,7 @@ def plot_campaign(releases: list[Release], fit: PowerLaw | None, out: Path) -> N
     ax.set_title("fxlic training campaign: measured releases and their trend")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save_figure(fig, out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,8 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     releases = read_campaign(Path(args.csv))
     current = [r for r in releases if r.architecture == releases[-1].architecture]
-    fit = fit_power_law([r.cpu_minutes for r in current], [r.bdrate_vs_vtm_pct for r in current]) \
-        if len({r.cpu_minutes for r in current}) >= 2 else None
+    try:
+        fit: PowerLaw | None = fit_power_law([r.cpu_minutes for r in current], [r.bdrate_vs_vtm_pct for r in current])
+    except ValueError:  # fewer than two distinct CPU-minutes: no trend to draw
+        fit = None
     print(summary(releases, fit))
     if args.out:
         plot_campaign(releases, fit, Path(args.out))

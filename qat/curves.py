@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from .figures import pyplot, save_figure
+
 
 def read_log(run: Path) -> dict[str, list[float]]:
     with (run / "log.csv").open() as handle:
@@ -55,11 +57,7 @@ def run_device(run: Path) -> str:
 
 
 def plot_learning_curves(runs: list[Path], out: Path, title: str = "") -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     runs = [r for r in runs if (r / "log.csv").is_file() and (r / "checkpoint.pt").is_file()]
     if not runs:
         raise SystemExit("no run folders with log.csv and checkpoint.pt")
@@ -93,10 +91,7 @@ def plot_learning_curves(runs: list[Path], out: Path, title: str = "") -> None:
     title = title or "fxlic training runs (solid: float, dashed: QAT)"
     title += f" — {minutes['CPU']:.0f} CPU-minutes, {minutes['GPU']:.0f} GPU-minutes in these runs"
     fig.suptitle(title)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save_figure(fig, out)
 
 
 def main(argv: list[str] | None = None) -> int:
