@@ -96,12 +96,28 @@ def setup_distributed(device: str) -> tuple[int, int, torch.device]:
     return rank, world, torch.device(device)
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 autocast pays on ``device``: CUDA with bf16 support, or a CPU on which oneDNN has bf16
+    kernels (AVX-512 / AVX-512 BF16 / AMX; ``torch.ops.mkldnn._is_mkldnn_bf16_supported``). AVX2-only CPUs
+    (e.g. the AMD EPYC machines seen here) emulate bf16 and run slower than float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch without the probe: judge by the vector ISA
+        return torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+
+
 @dataclass(frozen=True)
 class FastPath:
     """How one training step runs: autocast dtype, memory format, optimizer implementation.
 
-    The float phase runs under bfloat16 autocast with channels_last tensors, on CPUs (oneDNN uses AMX /
-    AVX-512 BF16 where present) as on GPUs; the rate terms stay float32 (``MeanScaleHyperprior.forward``
+    The float phase runs under bfloat16 autocast with channels_last tensors where the hardware has native
+    bf16 kernels (``native_bf16``: GPUs, CPUs with AVX-512 / AMX, where oneDNN runs bf16 convolutions), and in
+    float32 with channels_last elsewhere (on an AVX2-only CPU, oneDNN has no bf16 convolution and autocast ran
+    13× slower than fp32, docs/training.md §1); the rate terms stay float32 (``MeanScaleHyperprior.forward``
     leaves autocast for the likelihoods). The QAT phase keeps float32: its fake quantization must compute
     exactly what the integer model computes. ``benchmarks/train_speed.py`` measures the speedup and
     ``docs/training.md`` the convergence against fp32.
@@ -117,7 +133,9 @@ class FastPath:
         if precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
         if precision == "auto":
-            precision = "bf16" if phase == "float" else "fp32"
+            precision = "bf16" if phase == "float" and native_bf16(device) else "fp32"
+            if channels_last is None and phase == "float":
+                channels_last = True
         if precision == "bf16" and phase != "float":
             raise SystemExit("--precision bf16 is for the float phase; QAT needs float32 for exact fake quantization")
         if channels_last is None:
@@ -420,8 +438,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu", help="cpu or cuda (under torchrun: one GPU per process)")
     p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
-                   help="auto (default): bf16 autocast + channels_last for the float phase, fp32 for QAT; "
-                        "fp32: the plain float32 trainer")
+                   help="auto (default): channels_last for the float phase, under bf16 autocast where the "
+                        "hardware has bf16 kernels (AVX-512/AMX CPUs, GPUs; fp32 on AVX2-only CPUs, where "
+                        "bf16 is emulated and slower); fp32 for QAT. fp32: the plain float32 trainer")
     p.add_argument("--amp", dest="precision", action="store_const", const="bf16",
                    help="same as --precision bf16 (kept for older scripts)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,

@@ -101,12 +101,16 @@ def test_torchrun_gloo_two_processes(train_dir, tmp_path) -> None:
 
 
 def test_fast_path_choice() -> None:
-    """docs/training.md §1: bf16 autocast + channels_last + fused Adam for the float phase, fp32 for QAT."""
-    from fxlic.qat.train import FastPath
+    """docs/training.md §1: bf16 autocast (where the CPU has bf16 kernels, else fp32) + channels_last + fused
+    Adam for the float phase, fp32 for QAT."""
+    from fxlic.qat.train import FastPath, native_bf16
 
     cpu = torch.device("cpu")
     fast = FastPath.choose("auto", "float", cpu)
-    assert (fast.autocast_dtype, fast.channels_last, fast.adam_impl) == (torch.bfloat16, True, "fused")
+    dtype = torch.bfloat16 if native_bf16(cpu) else None
+    assert (fast.autocast_dtype, fast.channels_last, fast.adam_impl) == (dtype, True, "fused")
+    bf16 = FastPath.choose("bf16", "float", cpu)
+    assert (bf16.autocast_dtype, bf16.channels_last, bf16.adam_impl) == (torch.bfloat16, True, "fused")
     qat = FastPath.choose("auto", "qat", cpu)  # fake quantization must stay exact: float32
     assert (qat.autocast_dtype, qat.channels_last) == (None, False)
     assert FastPath.choose("fp32", "float", cpu) == FastPath.baseline(cpu)
@@ -123,7 +127,7 @@ def test_fast_path_step_tracks_fp32() -> None:
     pixels = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (2, 3, 64, 64)).astype(np.float32))
     losses = {}
     for name, fast in {"fp32": FastPath.baseline(torch.device("cpu")),
-                       "bf16": FastPath.choose("auto", "float", torch.device("cpu"))}.items():
+                       "bf16": FastPath.choose("bf16", "float", torch.device("cpu"))}.items():
         torch.manual_seed(0)
         model = MeanScaleHyperprior(ModelConfig(N=16, M=24, hyper_activation="relu"))
         fast.prepare(model)
