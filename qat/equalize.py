@@ -18,6 +18,9 @@ layer's per-tensor weight step grows), so only this pair is equalized.
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
+
 import torch
 
 from .data import CropSampler
@@ -69,3 +72,113 @@ def equalize_synthesis_input(model: MeanScaleHyperprior, sampler: CropSampler, b
     shape_in[1 - _output_axis(consumer)] = -1  # the input-channel axis
     consumer.conv.weight.div_(scales.view(shape_in).to(consumer.conv.weight.dtype))
     return scales
+
+
+def _channel_ranges(weight: torch.Tensor, axis: int) -> torch.Tensor:
+    """Largest |w| of every slice of ``weight`` along ``axis`` (one value per channel on that axis)."""
+    dims = [d for d in range(weight.dim()) if d != axis]
+    return weight.detach().abs().amax(dim=dims)  # in the weight's dtype: exact inverses in float64
+
+
+def _scale_along(tensor: torch.Tensor, axis: int, factors: torch.Tensor) -> None:
+    shape = [1] * tensor.dim()
+    shape[axis] = -1
+    tensor.mul_(factors.view(shape).to(tensor.dtype))
+
+
+@torch.no_grad()
+def equalize_weight_ranges(model: MeanScaleHyperprior, iterations: int = 8, max_scale: float = 16.0,
+                           producers: tuple[str, ...] = ("g_a.0", "g_a.1", "g_a.2", "g_s.0", "g_s.1"),
+                           strength: float = 1.0) -> dict[str, torch.Tensor]:
+    """Cross-layer equalization of weight ranges through the ReLU pairs that start at ``producers`` (in place).
+
+    Nagel et al. 2019, §4.1: for a producer conv (output channel c, weight range r1_c = max |W1[c]|) followed
+    by ReLU and a consumer conv (input channel c, range r2_c = max |W2[:, c]|), scaling channel c of the
+    producer (weights and bias) by 1/s_c and of the consumer's input by s_c leaves the float model unchanged
+    (ReLU(t/s) = ReLU(t)/s for s > 0); s_c = sqrt(r1_c / r2_c) gives both the range sqrt(r1_c · r2_c), so no
+    channel sets a per-tensor power-of-two weight step (docs/fixed-point.md FXP-Q4) far above what the others
+    need. A layer in the middle of a chain is consumer of one pair and producer of the next, so the pairs
+    are swept ``iterations`` times; ``strength`` < 1 moves each pair only part of the way (s_c^strength),
+    which keeps the activation ranges closer to the float model's. Scales are clamped to
+    [1/max_scale, max_scale] in total per channel.
+    Returns the accumulated s_c of each producer layer, by name. Float models only (before calibration).
+    """
+    for name in producers:
+        _layer(model, name)  # refuses a layer that does not start a ReLU pair
+    totals: dict[str, torch.Tensor] = {}
+    for chain_name in sorted({name.split(".")[0] for name in producers}):
+        layers = list(getattr(model, chain_name))
+        for layer in layers:
+            if bool(layer.quantized):
+                raise ValueError("weight equalization needs a float (not yet calibrated) model")
+        for _ in range(iterations):
+            for index in range(len(layers) - 1):
+                producer, consumer = layers[index], layers[index + 1]
+                name = f"{chain_name}.{index}"
+                if name not in producers:
+                    continue
+                out_axis = _output_axis(producer)
+                in_axis = 1 - _output_axis(consumer)
+                r1 = _channel_ranges(producer.conv.weight, out_axis)
+                r2 = _channel_ranges(consumer.conv.weight, in_axis)
+                step = (torch.clamp(r1, min=1e-12) / torch.clamp(r2, min=1e-12)) ** (strength / 2)
+                total = totals.get(name, torch.ones_like(step))
+                bounded = torch.clamp(total * step, 1.0 / max_scale, max_scale)
+                step = bounded / total
+                totals[name] = bounded
+                _scale_along(producer.conv.weight, out_axis, 1.0 / step)
+                producer.conv.bias.div_(step.to(producer.conv.bias.dtype))
+                _scale_along(consumer.conv.weight, in_axis, step)
+    return totals
+
+
+def _layer(model: MeanScaleHyperprior, name: str) -> tuple[QConv, QConv]:
+    """(producer, consumer) of the ReLU pair that starts at layer ``name`` (``g_a.1``: g_a[1], g_a[2])."""
+    chain_name, index = name.split(".")
+    chain = getattr(model, chain_name)
+    if not 0 <= int(index) < len(chain) - 1:
+        raise ValueError(f"{name} is not followed by another layer of {chain_name}: no ReLU pair starts there")
+    producer, consumer = chain[int(index)], chain[int(index) + 1]
+    if producer.activation != "relu":
+        raise ValueError(f"{name} does not end in ReLU: its outputs cannot be rescaled")
+    return producer, consumer
+
+
+@torch.no_grad()
+def scale_pair(model: MeanScaleHyperprior, name: str, factor: float) -> None:
+    """Multiply the output of layer ``name`` (weights, bias) by ``factor`` > 0 and divide the next layer's
+    input weights by it: the float model is unchanged (ReLU is positively homogeneous)."""
+    producer, consumer = _layer(model, name)
+    producer.conv.weight.mul_(factor)
+    producer.conv.bias.mul_(factor)
+    in_axis = 1 - _output_axis(consumer)
+    _scale_along(consumer.conv.weight, in_axis, torch.full((consumer.conv.weight.shape[in_axis],), 1.0 / factor))
+
+
+def align_power_of_two_scales(model: MeanScaleHyperprior, objective: Callable[[MeanScaleHyperprior], float],
+                              producers: tuple[str, ...] = ("g_a.0", "g_a.1", "g_a.2", "g_s.0", "g_s.1", "g_s.2"),
+                              grid: int = 8, report: Callable[[str], None] | None = None) -> dict[str, float]:
+    """Choose one factor α ∈ [1, 2) per ReLU pair so that the power-of-two steps fit the tensors (in place).
+
+    The DPU's steps are powers of two per tensor (docs/fixed-point.md FXP-Q4): a weight tensor whose largest
+    value is 1.3 gets the step of one whose largest is 1.98 (range 127·2^-6), and so do activations. Scaling
+    a pair by α (``scale_pair``) moves the producer's weights, bias and output against the grid and the
+    consumer's weights the other way; α = 2 is the same grid shifted, so [1, 2) is every choice. Coordinate
+    search, one pass in dataflow order, α = 2^(k/grid), k = 0 … grid−1, keeping the α of least
+    ``objective(candidate)`` (e.g. the RD objective of the calibrated candidate on training crops).
+    Returns the chosen α by pair. Float models only (each candidate is a calibrated copy)."""
+    chosen: dict[str, float] = {}
+    for name in producers:
+        scores = []
+        for k in range(grid):
+            factor = 2.0 ** (k / grid)
+            candidate = copy.deepcopy(model)
+            scale_pair(candidate, name, factor)
+            scores.append((objective(candidate), factor))
+        best_score, best_factor = min(scores)
+        scale_pair(model, name, best_factor)
+        chosen[name] = best_factor
+        if report is not None:
+            spread = ", ".join(f"{s:.4f}" for s, _ in scores)
+            report(f"{name}: α = {best_factor:.3f} (objective {best_score:.4f}; grid {spread})")
+    return chosen

@@ -5,7 +5,8 @@ For each latent rounding (docs/fixed-point.md FXP-Q6: ``requantize``, ŷ = R(y �
 roundings; ``accumulator``, ŷ from the twin of g_a's last conv, one rounding) the float checkpoint is
 calibrated on training crops exactly as ``fxlic train --phase qat`` does, then evaluated on ``--images``
 with the fake quantization of only the listed groups on: ``none`` (the float model), ``all`` (the PTQ int8
-model), a chain prefix (``g_a``, ``h_a``, ``h_s``, ``g_s``), a layer (``g_a.3``, ``h_s_means``) or ``input``.
+model), a chain prefix (``g_a``, ``h_a``, ``h_s``, ``g_s``), a layer (``g_a.3``, ``h_s_means``) or ``input``;
+with ``:w`` only the group's weights and biases are quantized, with ``:a`` only its outputs (``g_s:w``).
 Each row: mean bpp at the ideal rate (−log2 of the likelihoods), mean PSNR of the decoded image, and the RD
 objective λ·255²·MSE + bpp of the quality's λ, with its change against ``none``. Measure on training photos
 (the test set, Kodak, is never used to choose anything):
@@ -29,7 +30,7 @@ from fxlic.rd.metrics import psnr
 
 from .charm import CharmHyperprior, model_from_config
 from .data import CropSampler, list_images
-from .equalize import equalize_synthesis_input
+from .equalize import equalize_synthesis_input, equalize_weight_ranges
 from .export import load_checkpoint_model
 from .fakequant import fake_quant_activation
 from .models import INPUT_FIX, LATENT_ROUNDINGS, MeanScaleHyperprior, output_to_pixels, pixels_to_input, rate_terms
@@ -39,7 +40,7 @@ DEFAULT_GROUPS = ("none", "all", "input", "g_a", "g_a.3", "h_a", "h_s", "h_s_sca
 
 
 def calibrated(state: dict, latent_rounding: str, train: Path, batches: int, batch: int,
-               seed: int = 0, equalize: bool = False) -> MeanScaleHyperprior:
+               seed: int = 0, equalize: bool = False, equalize_weights: bool = False) -> MeanScaleHyperprior:
     """A PTQ model from a float checkpoint's state with the given latent rounding (calibration as
     ``fxlic train --phase qat`` does it: same seed, 128² crops; with ``equalize``, g_s's last input is
     equalized first on crops of their own, as ``fxlic train --equalize`` does)."""
@@ -47,6 +48,8 @@ def calibrated(state: dict, latent_rounding: str, train: Path, batches: int, bat
     config = replace(model_from_config(state["config"]).config, latent_rounding=latent_rounding)
     ptq = model_from_config(asdict(config))
     ptq.load_state_dict(state["model"])
+    if equalize_weights:
+        equalize_weight_ranges(ptq)
     if equalize:
         equalize_synthesis_input(ptq, CropSampler(train, 128, seed=seed + 1), batches, batch)
     calibrate(ptq, CropSampler(train, 128, seed=seed), batches, batch)
@@ -55,11 +58,18 @@ def calibrated(state: dict, latent_rounding: str, train: Path, batches: int, bat
 
 
 def select(model: MeanScaleHyperprior, group: str) -> bool:
-    """Fake quantization on for the layers of ``group`` only; returns whether the input is quantized too."""
+    """Fake quantization on for the layers of ``group`` only; returns whether the input is quantized too.
+
+    A suffix ``:w`` quantizes only the weights and biases of the group's layers (their outputs stay
+    float), ``:a`` only their outputs (activations), e.g. ``g_s.2:w``, ``all:a``."""
+    group, _, parts = group.partition(":")
+    if parts not in ("", "w", "a"):
+        raise ValueError(f"group suffix must be :w or :a, got {parts!r}")
     for name, layer in model.named_qconvs():
         on = group == "all" or name == group or name.startswith(group + ".")
         layer.quantized.fill_(on)
-    return group in ("all", "input")
+        layer.quantized_parts = {"": "all", "w": "weights", "a": "output"}[parts]
+    return group in ("all", "input") and parts != "w"
 
 
 @torch.no_grad()
@@ -100,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--latent-rounding", choices=[*LATENT_ROUNDINGS, "both"], default="both")
     p.add_argument("--equalize", action=argparse.BooleanOptionalAction, default=True,
                    help="equalize g_s's last input before calibration, as new QAT runs do (default on)")
+    p.add_argument("--equalize-weights", action=argparse.BooleanOptionalAction, default=False,
+                   help="equalize the weight ranges of g_a's and g_s's ReLU pairs first (fxlic.qat.equalize)")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -112,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'latent rounding':16s} {'group':12s} {'bpp':>8s} {'PSNR dB':>8s} {'objective':>10s} {'vs none':>8s}")
     for rounding in roundings:
         ptq = calibrated(state, rounding, Path(args.train), args.calib_batches, args.batch,
-                         equalize=args.equalize)
+                         equalize=args.equalize, equalize_weights=args.equalize_weights)
         reference = None
         for group in args.groups.split(","):
             row = measure(ptq, select(ptq, group), images, LAMBDAS[args.quality])

@@ -62,6 +62,9 @@ class QConv(nn.Module):
         self._samples: list[torch.Tensor] = []
         # Set by the model: a fix position this layer's output must have (e.g. 8 for the image).
         self.forced_fix_out: int | None = None
+        # Diagnostics only (``fxlic.qat.int8_cost``): which parts a quantized layer fake-quantizes,
+        # "all" (what the DPU computes), "weights" (weights and bias; output left in float) or "output".
+        self.quantized_parts = "all"
 
     # ---- fix positions -------------------------------------------------------------------------
     @property
@@ -133,17 +136,22 @@ class QConv(nn.Module):
         if not bool(self.quantized):
             raise RuntimeError("forward_with_twin needs a quantized (calibrated) layer")
         out = self._quantized_activation(x)
-        return fake_quant_activation(out, self.fix_out), fake_quant_activation(out, int(twin_fix_out))
+        return self._round_output(out), fake_quant_activation(out, int(twin_fix_out))
 
     def _quantized_activation(self, x: torch.Tensor) -> torch.Tensor:
         """conv + activation with fake-quantized weights and bias, before the output's rounding."""
-        weight = fake_quant_param(self.conv.weight, self.fix_w)
-        bias = fake_quant_param(self.conv.bias, self.fix_b)
+        weight, bias = self.conv.weight, self.conv.bias
+        if self.quantized_parts != "output":
+            weight = fake_quant_param(weight, self.fix_w)
+            bias = fake_quant_param(bias, self.fix_b)
         return apply_activation(self._conv(x, weight.to(x.dtype), bias.to(x.dtype)), self.activation)
+
+    def _round_output(self, out: torch.Tensor) -> torch.Tensor:
+        return out if self.quantized_parts == "weights" else fake_quant_activation(out, self.fix_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if bool(self.quantized):
-            return fake_quant_activation(self._quantized_activation(x), self.fix_out)
+            return self._round_output(self._quantized_activation(x))
         out = apply_activation(self._conv(x, self.conv.weight.to(x.dtype), self.conv.bias.to(x.dtype)),
                                 self.activation)
         if self.calibrating:

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from .charm import CharmConfig, model_from_config, warm_start_from_meanscale
 from .data import CropSampler
-from .equalize import equalize_synthesis_input
+from .equalize import align_power_of_two_scales, equalize_synthesis_input, equalize_weight_ranges
 from .models import MeanScaleHyperprior, ModelConfig, output_to_pixels, pixels_to_input
 
 if TYPE_CHECKING:
@@ -78,6 +78,28 @@ def calibrate(model: MeanScaleHyperprior, sampler: CropSampler, batches: int, ba
         for _ in range(batches):
             model(pixels_to_input(sampler.batch(batch_size)), noisy_rate=False)
     return model.finish_calibration()
+
+
+def ptq_objective(data: str | Path, crop: int, seed: int, calib_batches: int, batch_size: int, lmbda: float,
+                  eval_batches: int = 6) -> Callable[[MeanScaleHyperprior], float]:
+    """The RD objective of a float model once calibrated (PTQ), for ``align_power_of_two_scales``.
+
+    The candidate is calibrated on the crops the QAT run calibrates on (``seed``) and evaluated, quantized,
+    at the ideal rate on ``eval_batches`` batches of other training crops (``seed + 2``; the equalization
+    uses ``seed + 1``). Training photos only: nothing is chosen on the test set."""
+    evaluation = CropSampler(data, crop, seed=seed + 2)
+    crops = [evaluation.batch(batch_size) for _ in range(eval_batches)]
+
+    def objective(candidate: MeanScaleHyperprior) -> float:
+        with torch.random.fork_rng():  # calibration subsamples with torch's RNG: same draws for every candidate
+            torch.manual_seed(seed)
+            calibrate(candidate, CropSampler(data, crop, seed=seed), calib_batches, batch_size)
+        with torch.no_grad():
+            losses = [float(rd_loss(candidate(pixels_to_input(p), noisy_rate=False), p, lmbda)["loss"])
+                      for p in crops]
+        return sum(losses) / len(losses)
+
+    return objective
 
 
 def setup_distributed(device: str) -> tuple[int, int, torch.device]:
@@ -284,11 +306,19 @@ def train(args: argparse.Namespace) -> Path:
         else:
             model.load_state_dict(init["model"])
         if args.phase == "qat" and not model.quantized:
+            if args.equalize_weights:
+                totals = equalize_weight_ranges(model)
+                print("equalized weight ranges of " + ", ".join(
+                    f"{name} (scales {float(t.min()):.2f}–{float(t.max()):.2f})" for name, t in totals.items()))
             if args.equalize:  # on crops of their own, so the calibration crops stay those of older runs
                 scales = equalize_synthesis_input(model, CropSampler(args.data, args.crop, seed=args.seed + 1),
                                                   args.calib_batches, args.batch)
                 print(f"equalized g_s's last input: channel scales median {float(scales.median()):.2f}, "
                       f"max {float(scales.max()):.2f}")
+            if args.align_scales:
+                objective = ptq_objective(args.data, args.crop, args.seed, args.calib_batches, args.batch, lmbda)
+                alphas = align_power_of_two_scales(model, objective, report=print)
+                (out_dir / "aligned_scales.json").write_text(json.dumps(alphas, indent=1))
             fixes = calibrate(model, sampler, args.calib_batches, args.batch)
             (out_dir / "fix_positions.json").write_text(json.dumps(fixes, indent=1))
             print(f"calibrated {len(fixes)} layers on {args.calib_batches}×{args.batch} crops")
@@ -445,6 +475,12 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                    help="same as --precision bf16 (kept for older scripts)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="channels_last memory format (default: with bf16)")
+    p.add_argument("--equalize-weights", action=argparse.BooleanOptionalAction, default=False,
+                   help="QAT from a float --init: first equalize the weight ranges of g_a's and g_s's ReLU pairs "
+                        "(Nagel et al. 2019 CLE, fxlic.qat.equalize.equalize_weight_ranges)")
+    p.add_argument("--align-scales", action=argparse.BooleanOptionalAction, default=False,
+                   help="QAT from a float --init: after equalization, choose one factor in [1, 2) per ReLU pair "
+                        "that fits the power-of-two steps best (PTQ objective on training crops; a few minutes)")
     p.add_argument("--equalize", action=argparse.BooleanOptionalAction, default=True,
                    help="QAT from a float --init: equalize the channels of g_s's last input before calibration "
                         "(cross-layer equalization, fxlic.qat.equalize; default on)")

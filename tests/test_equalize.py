@@ -46,3 +46,64 @@ def test_equalization_is_refused_on_a_quantized_model(train_dir) -> None:
     calibrate(model, CropSampler(train_dir, 64, seed=0), batches=1, batch_size=2)
     with pytest.raises(ValueError, match="float model"):
         equalize_synthesis_input(model, CropSampler(train_dir, 64, seed=1), batches=1, batch_size=2)
+
+
+def _pair_ranges(model: MeanScaleHyperprior, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(producer's output-channel weight ranges, consumer's input-channel weight ranges) of a ReLU pair."""
+    from fxlic.qat.equalize import _channel_ranges, _layer, _output_axis
+
+    producer, consumer = _layer(model, name)
+    return (_channel_ranges(producer.conv.weight, _output_axis(producer)),
+            _channel_ranges(consumer.conv.weight, 1 - _output_axis(consumer)))
+
+
+def test_weight_equalization_keeps_the_float_model_and_balances_every_pair(train_dir) -> None:
+    """Nagel et al. 2019 CLE through ReLU: the float output is unchanged, and after enough sweeps the producer's
+    output-channel range equals the consumer's input-channel range, channel by channel, for every pair."""
+    from fxlic.qat.equalize import equalize_weight_ranges
+
+    model = _tiny()
+    x = pixels_to_input(CropSampler(train_dir, 64, seed=3).batch(2)).double()
+    with torch.no_grad():  # the two transforms apart: a 1e-16 change of y may flip a rounding of ŷ
+        y_before = model.g_a(x)
+        y_hat = torch.round(y_before)
+        before = model.g_s(y_hat)
+    pairs = ("g_a.0", "g_a.1", "g_a.2", "g_s.0", "g_s.1", "g_s.2")
+    imbalance = {name: float((r1 / r2).max() / (r1 / r2).min()) for name in pairs
+                 for r1, r2 in [_pair_ranges(model, name)]}
+    assert max(imbalance.values()) > 5.0  # a random init with g_s.2's channels spread 20×
+    scales = equalize_weight_ranges(model, iterations=200, max_scale=1e6, producers=pairs)
+    assert set(scales) == set(pairs)
+    with torch.no_grad():
+        assert torch.allclose(y_before, model.g_a(x), rtol=0, atol=1e-10)
+        assert torch.allclose(before, model.g_s(y_hat), rtol=0, atol=1e-10)
+    for name in pairs:
+        r1, r2 = _pair_ranges(model, name)
+        assert torch.allclose(r1, r2, rtol=1e-6), name
+
+
+def test_weight_equalization_refuses_a_pair_without_relu() -> None:
+    from fxlic.qat.equalize import equalize_weight_ranges
+
+    with pytest.raises(ValueError, match="no ReLU pair"):
+        equalize_weight_ranges(_tiny(), producers=("g_a.3",))
+
+
+
+def test_power_of_two_alignment_keeps_the_float_model_and_takes_the_best_factor(train_dir) -> None:
+    """scale_pair leaves the float model unchanged; the search takes, per pair, the grid factor of least
+    objective (here a made-up one: distance of g_a.1's largest weight from 1.5× its start, so 2^(5/8))."""
+    from fxlic.qat.equalize import align_power_of_two_scales
+
+    model = _tiny()
+    x = pixels_to_input(CropSampler(train_dir, 64, seed=3).batch(2)).double()
+    with torch.no_grad():
+        before = model(x, noisy_rate=False)["x_hat"]
+    start = float(model.g_a[1].conv.weight.detach().abs().max())
+    chosen = align_power_of_two_scales(
+        model, lambda m: abs(float(m.g_a[1].conv.weight.detach().abs().max()) - 1.5 * start), producers=("g_a.1",))
+    assert chosen == {"g_a.1": pytest.approx(2 ** (5 / 8))}
+    assert float(model.g_a[1].conv.weight.detach().abs().max()) == pytest.approx(start * 2 ** (5 / 8))
+    with torch.no_grad():
+        after = model(x, noisy_rate=False)["x_hat"]
+    assert torch.allclose(before, after, rtol=0, atol=1e-10)

@@ -188,3 +188,36 @@ def test_int8_cost_tool_on_a_tiny_float_checkpoint(tmp_path, train_dir, capsys) 
     assert set(table) == {(lr, g) for lr in ("requantize", "accumulator") for g in ("none", "all", "g_s")}
     assert table["requantize", "none"] == table["accumulator", "none"]
     assert table["requantize", "g_s"] == table["accumulator", "g_s"]
+
+
+def test_int8_cost_quantizes_weights_or_outputs_alone(train_dir) -> None:
+    """`g:w` fake-quantizes only the weights and biases of group g (its outputs stay float), `g:a` only its
+    outputs; every other layer stays float, and `all` is the PTQ model's own forward."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("compressai")
+    from fxlic.qat.data import CropSampler
+    from fxlic.qat.fakequant import fake_quant_activation, fake_quant_param
+    from fxlic.qat.int8_cost import select
+    from fxlic.qat.models import MeanScaleHyperprior, ModelConfig, pixels_to_input
+    from fxlic.qat.train import calibrate
+
+    torch.manual_seed(0)
+    model = MeanScaleHyperprior(ModelConfig(N=8, M=12, hyper_activation="relu", latent_rounding="accumulator"))
+    calibrate(model, CropSampler(train_dir, 64, seed=0), batches=1, batch_size=2)
+    layer = model.g_s[1]
+    x = fake_quant_activation(torch.rand(1, 8, 6, 6), layer.fix_in)
+    exact = torch.relu(torch.nn.functional.conv_transpose2d(x, layer.conv.weight, layer.conv.bias, 2, 1))
+    with_int_weights = torch.relu(torch.nn.functional.conv_transpose2d(
+        x, fake_quant_param(layer.conv.weight, layer.fix_w), fake_quant_param(layer.conv.bias, layer.fix_b), 2, 1))
+    with torch.no_grad():
+        assert select(model, "g_s:w") is False
+        assert torch.equal(layer(x), with_int_weights)
+        assert not bool(model.g_a[0].quantized) and bool(model.g_s[0].quantized)
+        assert select(model, "g_s:a") is False
+        assert torch.equal(layer(x), fake_quant_activation(exact, layer.fix_out))
+        assert select(model, "all") is True
+        assert torch.equal(layer(x), fake_quant_activation(with_int_weights, layer.fix_out))
+        assert select(model, "all:w") is False and select(model, "all:a") is True
+    with pytest.raises(ValueError, match=":w or :a"):
+        select(model, "g_s:x")
+    assert pixels_to_input is not None
