@@ -139,7 +139,7 @@ class FastPath:
     The float phase runs under bfloat16 autocast with channels_last tensors where the hardware has native
     bf16 kernels (``native_bf16``: GPUs, CPUs with AVX-512 / AMX, where oneDNN runs bf16 convolutions), and in
     float32 with channels_last elsewhere (on an AVX2-only CPU, oneDNN has no bf16 convolution and autocast ran
-    13× slower than fp32, docs/training.md §1); the rate terms stay float32 (``MeanScaleHyperprior.forward``
+    13× slower than fp32, docs/training.md §6); the rate terms stay float32 (``MeanScaleHyperprior.forward``
     leaves autocast for the likelihoods). The QAT phase keeps float32: its fake quantization must compute
     exactly what the integer model computes. ``benchmarks/train_speed.py`` measures the speedup and
     ``docs/training.md`` the convergence against fp32.

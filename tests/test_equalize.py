@@ -107,3 +107,18 @@ def test_power_of_two_alignment_keeps_the_float_model_and_takes_the_best_factor(
     with torch.no_grad():
         after = model(x, noisy_rate=False)["x_hat"]
     assert torch.allclose(before, after, rtol=0, atol=1e-10)
+
+
+def test_ptq_objective_is_deterministic_and_leaves_the_candidate_calibrated(train_dir) -> None:
+    """The alignment's objective: the same candidate scores the same twice (same calibration crops and
+    subsampling draws), and the float model it was copied from is not touched."""
+    import copy
+
+    from fxlic.qat.train import ptq_objective
+
+    model = _tiny().float()
+    objective = ptq_objective(train_dir, 64, seed=0, calib_batches=1, batch_size=2, lmbda=0.013, eval_batches=1)
+    first, second = copy.deepcopy(model), copy.deepcopy(model)
+    score = objective(first)
+    assert score == objective(second) and score > 0
+    assert first.quantized and not model.quantized
