@@ -69,13 +69,9 @@ def equalize_synthesis_input(model: MeanScaleHyperprior, sampler: CropSampler, b
         raise ValueError("equalization needs a float model whose g_s[-2] ends in ReLU")
     maxima = channel_maxima(model, producer, sampler, batches, batch_size)
     scales = torch.clamp(maxima.max() / torch.clamp(maxima, min=1e-12), max=max_scale)
-    shape_out = [1] * producer.conv.weight.dim()
-    shape_out[_output_axis(producer)] = -1
-    producer.conv.weight.mul_(scales.view(shape_out).to(producer.conv.weight.dtype))
+    _scale_along(producer.conv.weight, _output_axis(producer), scales)
     producer.conv.bias.mul_(scales.to(producer.conv.bias.dtype))
-    shape_in = [1] * consumer.conv.weight.dim()
-    shape_in[1 - _output_axis(consumer)] = -1  # the input-channel axis
-    consumer.conv.weight.div_(scales.view(shape_in).to(consumer.conv.weight.dtype))
+    _scale_along(consumer.conv.weight, 1 - _output_axis(consumer), scales, divide=True)  # input channels
     return scales
 
 
@@ -85,10 +81,12 @@ def _channel_ranges(weight: torch.Tensor, axis: int) -> torch.Tensor:
     return weight.detach().abs().amax(dim=dims)  # in the weight's dtype: exact inverses in float64
 
 
-def _scale_along(tensor: torch.Tensor, axis: int, factors: torch.Tensor) -> None:
+def _scale_along(tensor: torch.Tensor, axis: int, factors: torch.Tensor, divide: bool = False) -> None:
+    """Multiply (or divide) ``tensor`` in place by one factor per channel along ``axis``."""
     shape = [1] * tensor.dim()
     shape[axis] = -1
-    tensor.mul_(factors.view(shape).to(tensor.dtype))
+    factors = factors.view(shape).to(tensor.dtype)
+    tensor.div_(factors) if divide else tensor.mul_(factors)
 
 
 @torch.no_grad()
@@ -106,32 +104,24 @@ def equalize_weight_ranges(model: MeanScaleHyperprior, iterations: int = 8, max_
     are swept ``iterations`` times. Scales are clamped to [1/max_scale, max_scale] in total per channel.
     Returns the accumulated s_c of each producer layer, by name. Float models only (before calibration).
     """
-    for name in producers:
-        _layer(model, name)  # refuses a layer that does not start a ReLU pair
+    pairs = {name: _layer(model, name) for name in producers}  # refuses a layer that starts no ReLU pair
+    if any(bool(layer.quantized) for pair in pairs.values() for layer in pair):
+        raise ValueError("weight equalization needs a float (not yet calibrated) model")
     totals: dict[str, torch.Tensor] = {}
-    for chain_name in sorted({name.split(".")[0] for name in producers}):
-        layers = list(getattr(model, chain_name))
-        for layer in layers:
-            if bool(layer.quantized):
-                raise ValueError("weight equalization needs a float (not yet calibrated) model")
-        for _ in range(iterations):
-            for index in range(len(layers) - 1):
-                producer, consumer = layers[index], layers[index + 1]
-                name = f"{chain_name}.{index}"
-                if name not in producers:
-                    continue
-                out_axis = _output_axis(producer)
-                in_axis = 1 - _output_axis(consumer)
-                r1 = _channel_ranges(producer.conv.weight, out_axis)
-                r2 = _channel_ranges(consumer.conv.weight, in_axis)
-                step = torch.sqrt(torch.clamp(r1, min=1e-12) / torch.clamp(r2, min=1e-12))
-                total = totals.get(name, torch.ones_like(step))
-                bounded = torch.clamp(total * step, 1.0 / max_scale, max_scale)
-                step = bounded / total
-                totals[name] = bounded
-                _scale_along(producer.conv.weight, out_axis, 1.0 / step)
-                producer.conv.bias.div_(step.to(producer.conv.bias.dtype))
-                _scale_along(consumer.conv.weight, in_axis, step)
+    for _ in range(iterations):
+        for name, (producer, consumer) in pairs.items():  # in the order given: dataflow order by default
+            out_axis = _output_axis(producer)
+            in_axis = 1 - _output_axis(consumer)
+            r1 = _channel_ranges(producer.conv.weight, out_axis)
+            r2 = _channel_ranges(consumer.conv.weight, in_axis)
+            step = torch.sqrt(torch.clamp(r1, min=1e-12) / torch.clamp(r2, min=1e-12))
+            total = totals.get(name, torch.ones_like(step))
+            bounded = torch.clamp(total * step, 1.0 / max_scale, max_scale)
+            step = bounded / total
+            totals[name] = bounded
+            _scale_along(producer.conv.weight, out_axis, 1.0 / step)
+            producer.conv.bias.div_(step.to(producer.conv.bias.dtype))
+            _scale_along(consumer.conv.weight, in_axis, step)
     return totals
 
 
