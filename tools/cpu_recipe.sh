@@ -25,7 +25,9 @@
 #                        int8 (Kodak BD-rate int8 vs float twin at ideal rate +12.6 %, against +9.2 % at 1e-4)
 #                        when PTQ cost +29 % (double rounding of ŷ). With the ŷ twin and the equalized g_s
 #                        input, 1,500 QAT steps at q4 on training photos: 2e-5 +2.9 %, 1e-5 +3.1 %, 1e-4
-#                        +4.1 % (RD objective vs the float model; docs/training.md §5). q8 not yet measured.
+#                        +4.1 % (RD objective vs the float model; docs/training.md §5). The fourth release of
+#                        2026-12-02 used 2e-5 at every point: Kodak int8 vs float twins at the ideal rate
+#                        +14.9 % (q0–q8), int8 vs its own QAT weights in float +1.3 %.
 # The float ladder of 2026-12-02 (from the q4 base at step 65,818):
 #   QAT_LR=2e-5 FT_MIN_Q0=25 FT_MIN_Q2=20 FT_MIN_Q6=25 FT_MIN_Q8=40 bash tools/cpu_recipe.sh runs 0 20 8 0
 # The int8 ladder shipped since (second release of 2026-12-02): those float models (q4: the base at step
@@ -33,6 +35,8 @@
 #   QAT_LR=1e-4 FT_MIN_Q0=25 FT_MIN_Q2=20 FT_MIN_Q6=25 FT_MIN_Q8=40 bash tools/cpu_recipe.sh runs 0 20 10 0
 # The third release of 2026-12-02 (from the trunk at step 91,853, six rate points):
 #   QAT_LR=1e-4 TOP=10 FT_MIN_Q10=30 FT_MIN_Q0=25 FT_MIN_Q2=20 FT_MIN_Q6=25 FT_MIN_Q8=35 bash tools/cpu_recipe.sh runs 0 20 10 0
+# The fourth release of 2026-12-02 (from the trunk at step 125,877; QAT at the new default 2e-5):
+#   TOP=10 FT_MIN_Q10=30 FT_MIN_Q0=25 FT_MIN_Q2=20 FT_MIN_Q6=25 FT_MIN_Q8=35 bash tools/cpu_recipe.sh runs 0 20 10 0
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-runs}
