@@ -7,7 +7,8 @@ calibrated on training crops exactly as ``fxlic train --phase qat`` does, then e
 with the fake quantization of only the listed groups on: ``none`` (the float model), ``all`` (the PTQ int8
 model), a chain prefix (``g_a``, ``h_a``, ``h_s``, ``g_s``), a layer (``g_a.3``, ``h_s_means``) or ``input``;
 with ``:w`` only the group's weights and biases are quantized, with ``:a`` only its outputs (``g_s:w``).
-Each row: mean bpp at the ideal rate (−log2 of the likelihoods), mean PSNR of the decoded image, and the RD
+A QAT checkpoint is measured as trained (its own fix positions; ``none`` is then its weights in float
+arithmetic). Each row: mean bpp at the ideal rate (−log2 of the likelihoods), mean PSNR of the decoded image, and the RD
 objective λ·255²·MSE + bpp of the quality's λ, with its change against ``none``. Measure on training photos
 (the test set, Kodak, is never used to choose anything):
 
@@ -34,16 +35,20 @@ from .equalize import equalize_synthesis_input, equalize_weight_ranges
 from .export import load_checkpoint_model
 from .fakequant import fake_quant_activation
 from .models import INPUT_FIX, LATENT_ROUNDINGS, MeanScaleHyperprior, output_to_pixels, pixels_to_input, rate_terms
-from .train import LAMBDAS, calibrate
+from .train import LAMBDAS, calibrate, quantized_objective
+from .weight_steps import choose_weight_fix_positions
 
 DEFAULT_GROUPS = ("none", "all", "input", "g_a", "g_a.3", "h_a", "h_s", "h_s_scales", "h_s_means", "g_s")
 
 
 def calibrated(state: dict, latent_rounding: str, train: Path, batches: int, batch: int,
-               seed: int = 0, equalize: bool = False, equalize_weights: bool = False) -> MeanScaleHyperprior:
+               seed: int = 0, equalize: bool = False, equalize_weights: bool = False,
+               search_weight_steps: bool = False, lmbda: float | None = None) -> MeanScaleHyperprior:
     """A PTQ model from a float checkpoint's state with the given latent rounding (calibration as
     ``fxlic train --phase qat`` does it: same seed, 128² crops; with ``equalize``, g_s's last input is
-    equalized first on crops of their own, as ``fxlic train --equalize`` does)."""
+    equalized first on crops of their own, as ``fxlic train --equalize`` does; with ``search_weight_steps``,
+    the weight fix positions are then chosen by the RD objective of ``lmbda`` on training crops, as
+    ``fxlic train --search-weight-steps`` does)."""
     torch.manual_seed(seed)
     config = replace(model_from_config(state["config"]).config, latent_rounding=latent_rounding)
     ptq = model_from_config(asdict(config))
@@ -53,6 +58,10 @@ def calibrated(state: dict, latent_rounding: str, train: Path, batches: int, bat
     if equalize:
         equalize_synthesis_input(ptq, CropSampler(train, 128, seed=seed + 1), batches, batch)
     calibrate(ptq, CropSampler(train, 128, seed=seed), batches, batch)
+    if search_weight_steps:
+        if lmbda is None:
+            raise ValueError("the weight-step search needs the quality's λ")
+        choose_weight_fix_positions(ptq, quantized_objective(train, 128, seed, batch, lmbda))
     ptq.entropy_bottleneck.update(force=True)
     return ptq.eval()
 
@@ -99,7 +108,7 @@ def measure(model: MeanScaleHyperprior, quantize_input: bool, images: list[np.nd
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m fxlic.qat.int8_cost", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoint", help="float (not yet quantized) mean-scale checkpoint.pt")
+    p.add_argument("checkpoint", help="mean-scale checkpoint.pt: float (calibrated here, PTQ) or QAT (as trained)")
     p.add_argument("--quality", type=int, required=True, choices=sorted(LAMBDAS), help="λ of the objective")
     p.add_argument("--images", required=True, help="folder of PNGs to measure on (training photos, not Kodak)")
     p.add_argument("--every", type=int, default=1, help="use every n-th image of the folder")
@@ -112,19 +121,27 @@ def main(argv: list[str] | None = None) -> int:
                    help="equalize g_s's last input before calibration, as new QAT runs do (default on)")
     p.add_argument("--equalize-weights", action=argparse.BooleanOptionalAction, default=False,
                    help="equalize the weight ranges of g_a's and g_s's ReLU pairs first (fxlic.qat.equalize)")
+    p.add_argument("--search-weight-steps", action=argparse.BooleanOptionalAction, default=False,
+                   help="after calibration, choose the weight fix positions by the RD objective on training "
+                        "crops (fxlic.qat.weight_steps), as fxlic train --search-weight-steps does")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     model, state = load_checkpoint_model(args.checkpoint)
-    if isinstance(model, CharmHyperprior) or model.quantized:
-        p.error("needs a float mean-scale checkpoint (charm and QAT checkpoints are not supported)")
+    if isinstance(model, CharmHyperprior):
+        p.error("needs a mean-scale checkpoint (charm checkpoints are not supported)")
     images = [read_image(path) for path in list_images(args.images)[:: args.every]]
     roundings = LATENT_ROUNDINGS if args.latent_rounding == "both" else (args.latent_rounding,)
     print(f"{len(images)} images from {args.images}, λ = {LAMBDAS[args.quality]}; objective λ·255²·MSE + bpp")
     print(f"{'latent rounding':16s} {'group':12s} {'bpp':>8s} {'PSNR dB':>8s} {'objective':>10s} {'vs none':>8s}")
+    if model.quantized:  # a QAT checkpoint: its own weights and frozen fix positions, no calibration
+        roundings = (model.config.latent_rounding,)
+        print("QAT checkpoint: fix positions as trained; 'none' is its weights in float arithmetic")
     for rounding in roundings:
-        ptq = calibrated(state, rounding, Path(args.train), args.calib_batches, args.batch,
-                         equalize=args.equalize, equalize_weights=args.equalize_weights)
+        ptq = model if model.quantized else calibrated(
+            state, rounding, Path(args.train), args.calib_batches, args.batch,
+            equalize=args.equalize, equalize_weights=args.equalize_weights,
+            search_weight_steps=args.search_weight_steps, lmbda=LAMBDAS[args.quality])
         reference = None
         for group in args.groups.split(","):
             row = measure(ptq, select(ptq, group), images, LAMBDAS[args.quality])

@@ -30,6 +30,7 @@ from .charm import CharmConfig, model_from_config, warm_start_from_meanscale
 from .data import CropSampler
 from .equalize import align_power_of_two_scales, equalize_synthesis_input, equalize_weight_ranges
 from .models import MeanScaleHyperprior, ModelConfig, output_to_pixels, pixels_to_input
+from .weight_steps import choose_weight_fix_positions
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
@@ -97,6 +98,23 @@ def ptq_objective(data: str | Path, crop: int, seed: int, calib_batches: int, ba
         with torch.no_grad():
             losses = [float(rd_loss(candidate(pixels_to_input(p), noisy_rate=False), p, lmbda)["loss"])
                       for p in crops]
+        return sum(losses) / len(losses)
+
+    return objective
+
+
+def quantized_objective(data: str | Path, crop: int, seed: int, batch_size: int, lmbda: float,
+                        eval_batches: int = 6) -> Callable[[MeanScaleHyperprior], float]:
+    """The RD objective of a calibrated model as it stands, for ``choose_weight_fix_positions``: quantized,
+    at the ideal rate, on ``eval_batches`` batches of training crops (``seed + 2``, the crops of
+    ``ptq_objective``). Training photos only: nothing is chosen on the test set."""
+    evaluation = CropSampler(data, crop, seed=seed + 2)
+    crops = [evaluation.batch(batch_size) for _ in range(eval_batches)]
+
+    @torch.no_grad()
+    def objective(candidate: MeanScaleHyperprior) -> float:
+        candidate.eval()
+        losses = [float(rd_loss(candidate(pixels_to_input(p), noisy_rate=False), p, lmbda)["loss"]) for p in crops]
         return sum(losses) / len(losses)
 
     return objective
@@ -320,8 +338,13 @@ def train(args: argparse.Namespace) -> Path:
                 alphas = align_power_of_two_scales(model, objective, report=print)
                 (out_dir / "aligned_scales.json").write_text(json.dumps(alphas, indent=1))
             fixes = calibrate(model, sampler, args.calib_batches, args.batch)
-            (out_dir / "fix_positions.json").write_text(json.dumps(fixes, indent=1))
             print(f"calibrated {len(fixes)} layers on {args.calib_batches}×{args.batch} crops")
+            if args.search_weight_steps:
+                objective = quantized_objective(args.data, args.crop, args.seed, args.batch, lmbda)
+                offsets = choose_weight_fix_positions(model, objective, report=print)
+                (out_dir / "weight_step_offsets.json").write_text(json.dumps(offsets, indent=1))
+                fixes = {name: [int(v) for v in layer.fix] for name, layer in model.named_qconvs()}
+            (out_dir / "fix_positions.json").write_text(json.dumps(fixes, indent=1))
     model.to(device)
 
     main_params = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
@@ -481,6 +504,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--align-scales", action=argparse.BooleanOptionalAction, default=False,
                    help="QAT from a float --init: after equalization, choose one factor in [1, 2) per ReLU pair "
                         "that fits the power-of-two steps best (PTQ objective on training crops; a few minutes)")
+    p.add_argument("--search-weight-steps", action=argparse.BooleanOptionalAction, default=False,
+                   help="QAT from a float --init: after calibration, choose each layer's weight fix position "
+                        "(calibrated, +1, +2) by the RD objective on training crops (fxlic.qat.weight_steps)")
     p.add_argument("--equalize", action=argparse.BooleanOptionalAction, default=True,
                    help="QAT from a float --init: equalize the channels of g_s's last input before calibration "
                         "(cross-layer equalization, fxlic.qat.equalize; default on)")
