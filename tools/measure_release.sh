@@ -6,6 +6,9 @@
 #   bash tools/measure_release.sh RUNS_DIR OUT_DIR [SPEED_IMAGES]
 #   SPEED_IMAGES 0 skips the speed table; REUSE_FLOAT=1 keeps the float twins' measurement in OUT_DIR;
 #   QUALITIES (default "0 2 4 6 8") names the shipped rate points, whose runs are RUNS_DIR/meanscale-qQ-*.
+#   PREVIOUS=path/to/the-previous-ladder.json (its int8 meanscale.json, kept in results/ablations/) opens
+#   bdrate.txt with this ladder against VTM and against the previous one, all points and the first five
+#   (q0-q8, the span of every earlier release), and the int8 cost over those five; PREVIOUS_NAME names it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-runs}
@@ -47,6 +50,30 @@ $PY -m fxlic.qat.evaluate_float $(ckpts qat) --images "$K" --float-arithmetic --
   .venv/bin/fxlic bdrate "$OUT/meanscale-float.json" "$OUT/meanscale.json" || true
   .venv/bin/fxlic bdrate "$OUT/meanscale-float-ideal.json" "$OUT/meanscale.json" || true
 } | tee "$OUT/bdrate.txt"
+if [ -n "${PREVIOUS:-}" ]; then
+  PREV_NAME=${PREVIOUS_NAME:-previous ladder}
+  five() { $PY tools/rd_curve.py "$1" "$2" --first 5 --name "$3"; }
+  five "$OUT/meanscale.json" "$OUT/meanscale-q0-q8.json" "fxlic-meanscale-int8 (q0-q8)"
+  five "$PREVIOUS" "$OUT/previous-q0-q8.json" "$PREV_NAME (q0-q8)"
+  $PY tools/rd_curve.py "$PREVIOUS" "$OUT/previous.json" --name "$PREV_NAME"
+  five "$OUT/meanscale-float-ideal.json" "$OUT/float-ideal-q0-q8.json" "float-ideal (q0-q8)"
+  five "$OUT/meanscale-ptq.json" "$OUT/ptq-q0-q8.json" "ptq (q0-q8)"
+  {
+    echo "## Shipped ladder vs VTM and the previous ladder ($PREV_NAME)"
+    .venv/bin/fxlic bdrate "$A/vtm.json" "$OUT/meanscale.json" "$OUT/meanscale-q0-q8.json" \
+      "$OUT/previous-q0-q8.json" "$OUT/previous.json" || true
+    .venv/bin/fxlic bdrate "$OUT/previous.json" "$OUT/meanscale.json" || true
+    .venv/bin/fxlic bdrate "$OUT/previous-q0-q8.json" "$OUT/meanscale-q0-q8.json" || true
+    echo
+    echo "## int8 cost over q0-q8 (the span of the previous releases' comparisons)"
+    .venv/bin/fxlic bdrate "$OUT/float-ideal-q0-q8.json" "$OUT/meanscale-q0-q8.json" "$OUT/ptq-q0-q8.json" || true
+    echo
+    cat "$OUT/bdrate.txt"
+  } > "$OUT/bdrate.txt.new"
+  mv "$OUT/bdrate.txt.new" "$OUT/bdrate.txt"
+  rm "$OUT/previous-q0-q8.json" "$OUT/previous.json" "$OUT/float-ideal-q0-q8.json" "$OUT/ptq-q0-q8.json"
+  head -30 "$OUT/bdrate.txt"
+fi
 .venv/bin/fxlic plot "$OUT/rd.png" "$OUT/meanscale.json" "$OUT/meanscale-float.json" \
   $(for a in vtm bpg_444_x265_ycbcr jpeg webp compressai-mbt2018-mean_mse_cpu compressai-bmshj2018-hyperprior_mse_cpu; do
     echo --anchors "$A/$a.json"; done)
