@@ -43,16 +43,20 @@ DEFAULT_GROUPS = ("none", "all", "input", "g_a", "g_a.3", "h_a", "h_s", "h_s_sca
 
 def calibrated(state: dict, latent_rounding: str, train: Path, batches: int, batch: int,
                seed: int = 0, equalize: bool = False, equalize_weights: bool = False,
-               search_weight_steps: bool = False, lmbda: float | None = None) -> MeanScaleHyperprior:
+               search_weight_steps: bool = False, lmbda: float | None = None,
+               hyper_latent_rounding: str = "requantize") -> MeanScaleHyperprior:
     """A PTQ model from a float checkpoint's state with the given latent rounding (calibration as
     ``fxlic train --phase qat`` does it: same seed, 128² crops; with ``equalize``, g_s's last input is
     equalized first on crops of their own, as ``fxlic train --equalize`` does; with ``search_weight_steps``,
     the weight fix positions are then chosen by the RD objective of ``lmbda`` on training crops, as
-    ``fxlic train --search-weight-steps`` does)."""
+    ``fxlic train --search-weight-steps`` does; ``hyper_latent_rounding`` as ``fxlic train
+    --hyper-latent-rounding``)."""
     torch.manual_seed(seed)
     config = replace(model_from_config(state["config"]).config, latent_rounding=latent_rounding)
     ptq = model_from_config(asdict(config))
     ptq.load_state_dict(state["model"])
+    if hyper_latent_rounding == "accumulator":
+        ptq.round_hyper_latents_once()
     if equalize_weights:
         equalize_weight_ranges(ptq)
     if equalize:
@@ -124,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--search-weight-steps", action=argparse.BooleanOptionalAction, default=False,
                    help="after calibration, choose the weight fix positions by the RD objective on training "
                         "crops (fxlic.qat.weight_steps), as fxlic train --search-weight-steps does")
+    p.add_argument("--hyper-latent-rounding", choices=LATENT_ROUNDINGS, default="requantize",
+                   help="ẑ as fxlic train --hyper-latent-rounding makes it (accumulator: z at fix 0, one rounding)")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -141,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         ptq = model if model.quantized else calibrated(
             state, rounding, Path(args.train), args.calib_batches, args.batch,
             equalize=args.equalize, equalize_weights=args.equalize_weights,
-            search_weight_steps=args.search_weight_steps, lmbda=LAMBDAS[args.quality])
+            search_weight_steps=args.search_weight_steps, lmbda=LAMBDAS[args.quality],
+            hyper_latent_rounding=args.hyper_latent_rounding)
         reference = None
         for group in args.groups.split(","):
             row = measure(ptq, select(ptq, group), images, LAMBDAS[args.quality])

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from .charm import CharmConfig, model_from_config, warm_start_from_meanscale
 from .data import CropSampler
 from .equalize import align_power_of_two_scales, equalize_synthesis_input, equalize_weight_ranges
-from .models import MeanScaleHyperprior, ModelConfig, output_to_pixels, pixels_to_input
+from .models import LATENT_ROUNDINGS, MeanScaleHyperprior, ModelConfig, output_to_pixels, pixels_to_input
 from .weight_steps import choose_weight_fix_positions
 
 if TYPE_CHECKING:
@@ -328,6 +328,8 @@ def train(args: argparse.Namespace) -> Path:
                 totals = equalize_weight_ranges(model)
                 print("equalized weight ranges of " + ", ".join(
                     f"{name} (scales {float(t.min()):.2f}–{float(t.max()):.2f})" for name, t in totals.items()))
+            if args.hyper_latent_rounding == "accumulator":
+                model.round_hyper_latents_once()
             if args.equalize:  # on crops of their own, so the calibration crops stay those of older runs
                 scales = equalize_synthesis_input(model, CropSampler(args.data, args.crop, seed=args.seed + 1),
                                                   args.calib_batches, args.batch)
@@ -504,6 +506,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--align-scales", action=argparse.BooleanOptionalAction, default=False,
                    help="QAT from a float --init: after equalization, choose one factor in [1, 2) per ReLU pair "
                         "that fits the power-of-two steps best (PTQ objective on training crops; a few minutes)")
+    p.add_argument("--hyper-latent-rounding", choices=LATENT_ROUNDINGS, default="requantize",
+                   help="QAT from a float --init: how ẑ is made; accumulator: h_a's last conv writes z at fix 0, "
+                        "one rounding (MeanScaleHyperprior.round_hyper_latents_once); requantize: z at its own "
+                        "fix position, then rounded again to fix 0")
     p.add_argument("--search-weight-steps", action=argparse.BooleanOptionalAction, default=False,
                    help="QAT from a float --init: after calibration, choose each layer's weight fix position "
                         "(calibrated, +1, +2) by the RD objective on training crops (fxlic.qat.weight_steps)")

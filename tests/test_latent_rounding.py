@@ -221,3 +221,32 @@ def test_int8_cost_quantizes_weights_or_outputs_alone(train_dir) -> None:
     with pytest.raises(ValueError, match=":w or :a"):
         select(model, "g_s:x")
     assert pixels_to_input is not None
+
+
+def test_hyper_latents_rounded_once_export_exactly(train_dir, kodak_image, tmp_path) -> None:
+    """``round_hyper_latents_once``: h_a's last conv is calibrated to output position 0, so ẑ is one DPU_ROUND
+    of its accumulator (the fix op z → ẑ is the identity, FXP-Q5 with f_in = f_out); the exported model
+    decodes to the QAT forward's integer codes, ẑ included."""
+    from collections import defaultdict
+
+    from fxlic.codec import Codec
+    from fxlic.qat.data import CropSampler
+    from fxlic.qat.export import export_model
+    from fxlic.qat.models import MeanScaleHyperprior, ModelConfig
+    from fxlic.qat.train import calibrate
+    from fxlic.qat.verify import compare_image
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = MeanScaleHyperprior(ModelConfig(N=8, M=12, hyper_activation="relu", latent_rounding="accumulator"))
+    model.round_hyper_latents_once()
+    calibrate(model, CropSampler(train_dir, 64, seed=0), batches=2, batch_size=2)
+    model.entropy_bottleneck.update(force=True)
+    assert model.h_a[-1].fix_out == 0
+    path = tmp_path / "z0.npz"
+    export_model(model, "tiny", 1).save(path)
+    model_file = load_model_file(path)
+    assert model_file.layers["h_a.2"].fix_out == 0
+    stats: dict = defaultdict(lambda: {"elements": 0, "mismatches": 0})
+    compare_image(model, Codec(model_file), kodak_image(23, (0, 0, 100, 150)), stats)
+    assert {"h_a.2", "z_hat", "decoded z_hat"} <= set(stats)
+    assert not {name: row for name, row in stats.items() if row["mismatches"]}
