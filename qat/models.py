@@ -220,8 +220,9 @@ class MeanScaleHyperprior(nn.Module):
         FXP-Q6): float training's ẑ = round(z) is then not what the int8 model codes. Nothing else reads
         z, so unlike ŷ no twin is needed: z itself is written at fix 0 and the fix op z → ẑ is the identity.
         Measured on training photos at q6 (PTQ, ``python -m fxlic.qat.int8_cost``): the rate of the int8
-        model −3.4 %, the RD objective −0.65 %. Call before calibration; positions of calibrated models are
-        kept in their buffers, so older models are unaffected."""
+        model −3.4 %, the RD objective −0.65 %; after 1,364 QAT steps it was worse (+6.3 % against +4.9 % of the
+        objective vs the float model), so ``fxlic train`` leaves it off by default. Call before calibration;
+        positions of calibrated models are kept in their buffers, so older models are unaffected."""
         self.h_a[-1].forced_fix_out = LATENT_FIX
 
     def check_latent_twin(self) -> None:

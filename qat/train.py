@@ -510,9 +510,11 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                    help="QAT from a float --init: how ẑ is made; accumulator: h_a's last conv writes z at fix 0, "
                         "one rounding (MeanScaleHyperprior.round_hyper_latents_once); requantize: z at its own "
                         "fix position, then rounded again to fix 0")
-    p.add_argument("--search-weight-steps", action=argparse.BooleanOptionalAction, default=False,
+    p.add_argument("--search-weight-steps", action=argparse.BooleanOptionalAction, default=True,
                    help="QAT from a float --init: after calibration, choose each layer's weight fix position "
-                        "(calibrated, +1, +2) by the RD objective on training crops (fxlic.qat.weight_steps)")
+                        "(calibrated, +1, +2) by the RD objective on training crops (fxlic.qat.weight_steps; "
+                        "default on since the fifth 2026-12-02 release; --no-search-weight-steps: the "
+                        "calibrated positions, as every earlier release)")
     p.add_argument("--equalize", action=argparse.BooleanOptionalAction, default=True,
                    help="QAT from a float --init: equalize the channels of g_s's last input before calibration "
                         "(cross-layer equalization, fxlic.qat.equalize; default on)")

@@ -21,6 +21,9 @@
 #                        its PTQs are done and q8's fine-tune has ended, then its QAT and PTQ (FT_MIN_Q10
 #                        minutes): the rate of these models grows slowly with λ at the top (q8: 1.08–1.14
 #                        bpp on Kodak) and the issue asks for 1.5 bpp.
+#   QAT_ARGS []          extra fxlic train options for QAT and PTQ. The weight-step search (--search-weight-steps)
+#                        is the default since the fifth 2026-12-02 release; --no-search-weight-steps gives the
+#                        conversion of the earlier releases.
 #   QAT_LR [2e-5]        QAT learning rate. The releases of 2026-12-02 used 1e-4: 2e-5 had lost more to
 #                        int8 (Kodak BD-rate int8 vs float twin at ideal rate +12.6 %, against +9.2 % at 1e-4)
 #                        when PTQ cost +29 % (double rounding of ŷ). With the ŷ twin and the equalized g_s
@@ -45,6 +48,7 @@ FT_MIN=${3:-14}
 QAT_MIN=${4:-8}
 END_MIN=${5:-35}
 QAT_LR=${QAT_LR:-2e-5}
+QAT_ARGS=${QAT_ARGS:-}  # more fxlic train options for QAT and PTQ, e.g. --no-search-weight-steps
 TOP=${TOP:-}
 DATA=../shared/data/train
 TRAIN=".venv/bin/python -m fxlic.qat.train --data $DATA --crop 128 --batch 8 --steps 100000"
@@ -75,11 +79,11 @@ extend() {  # QUALITY: END_MIN more float minutes, then QAT and PTQ from the lon
 }
 qat() {  # QUALITY
   $TRAIN --threads 1 --out "$RUNS/meanscale-q$1-qat" --phase qat --quality "$1" \
-    --init "$RUNS/meanscale-q$1-float/checkpoint.pt" --minutes "$QAT_MIN" --lr "$QAT_LR"
+    --init "$RUNS/meanscale-q$1-float/checkpoint.pt" --minutes "$QAT_MIN" --lr "$QAT_LR" $QAT_ARGS
 }
 ptq() {  # QUALITY: calibration only, zero QAT steps
   $TRAIN --threads 1 --out "$RUNS/meanscale-q$1-ptq" --phase qat --quality "$1" \
-    --init "$RUNS/meanscale-q$1-float/checkpoint.pt" --steps 0
+    --init "$RUNS/meanscale-q$1-float/checkpoint.pt" --steps 0 $QAT_ARGS
 }
 [ "$FLOAT_MIN" = 0 ] || once base-q4 base
 (once ft-q6 finetune 6 4 && once ft-q8 finetune 8 6 && once qat-q8 qat 8 && once qat-q6 qat 6 && once qat-q4 qat 4) >> "$RUNS/lane-high.out" 2>&1 &
