@@ -172,6 +172,10 @@ class MeanScaleHyperprior(nn.Module):
     def named_qconvs(self) -> list[tuple[str, QConv]]:
         return [pair for _, chain in self.layer_chains() for pair in chain]
 
+    def fix_positions(self) -> dict[str, list[int]]:
+        """(f_in, f_w, f_b, f_out) of every layer by name, as frozen (what ``fix_positions.json`` records)."""
+        return {name: [int(v) for v in layer.fix] for name, layer in self.named_qconvs()}
+
     @property
     def quantized(self) -> bool:
         flags = {bool(m.quantized) for _, m in qconvs(self)}

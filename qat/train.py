@@ -81,33 +81,11 @@ def calibrate(model: MeanScaleHyperprior, sampler: CropSampler, batches: int, ba
     return model.finish_calibration()
 
 
-def ptq_objective(data: str | Path, crop: int, seed: int, calib_batches: int, batch_size: int, lmbda: float,
-                  eval_batches: int = 6) -> Callable[[MeanScaleHyperprior], float]:
-    """The RD objective of a float model once calibrated (PTQ), for ``align_power_of_two_scales``.
-
-    The candidate is calibrated on the crops the QAT run calibrates on (``seed``) and evaluated, quantized,
-    at the ideal rate on ``eval_batches`` batches of other training crops (``seed + 2``; the equalization
-    uses ``seed + 1``). Training photos only: nothing is chosen on the test set."""
-    evaluation = CropSampler(data, crop, seed=seed + 2)
-    crops = [evaluation.batch(batch_size) for _ in range(eval_batches)]
-
-    def objective(candidate: MeanScaleHyperprior) -> float:
-        with torch.random.fork_rng():  # calibration subsamples with torch's RNG: same draws for every candidate
-            torch.manual_seed(seed)
-            calibrate(candidate, CropSampler(data, crop, seed=seed), calib_batches, batch_size)
-        with torch.no_grad():
-            losses = [float(rd_loss(candidate(pixels_to_input(p), noisy_rate=False), p, lmbda)["loss"])
-                      for p in crops]
-        return sum(losses) / len(losses)
-
-    return objective
-
-
 def quantized_objective(data: str | Path, crop: int, seed: int, batch_size: int, lmbda: float,
                         eval_batches: int = 6) -> Callable[[MeanScaleHyperprior], float]:
     """The RD objective of a calibrated model as it stands, for ``choose_weight_fix_positions``: quantized,
-    at the ideal rate, on ``eval_batches`` batches of training crops (``seed + 2``, the crops of
-    ``ptq_objective``). Training photos only: nothing is chosen on the test set."""
+    at the ideal rate, on ``eval_batches`` batches of training crops (``seed + 2``). Training photos only:
+    nothing is chosen on the test set."""
     evaluation = CropSampler(data, crop, seed=seed + 2)
     crops = [evaluation.batch(batch_size) for _ in range(eval_batches)]
 
@@ -116,6 +94,24 @@ def quantized_objective(data: str | Path, crop: int, seed: int, batch_size: int,
         candidate.eval()
         losses = [float(rd_loss(candidate(pixels_to_input(p), noisy_rate=False), p, lmbda)["loss"]) for p in crops]
         return sum(losses) / len(losses)
+
+    return objective
+
+
+def ptq_objective(data: str | Path, crop: int, seed: int, calib_batches: int, batch_size: int, lmbda: float,
+                  eval_batches: int = 6) -> Callable[[MeanScaleHyperprior], float]:
+    """The RD objective of a float model once calibrated (PTQ), for ``align_power_of_two_scales``.
+
+    The candidate is calibrated on the crops the QAT run calibrates on (``seed``), then evaluated as
+    ``quantized_objective`` does (other training crops, ``seed + 2``; the equalization uses ``seed + 1``).
+    Training photos only: nothing is chosen on the test set."""
+    evaluate = quantized_objective(data, crop, seed, batch_size, lmbda, eval_batches)
+
+    def objective(candidate: MeanScaleHyperprior) -> float:
+        with torch.random.fork_rng():  # calibration subsamples with torch's RNG: same draws for every candidate
+            torch.manual_seed(seed)
+            calibrate(candidate, CropSampler(data, crop, seed=seed), calib_batches, batch_size)
+        return evaluate(candidate)
 
     return objective
 
@@ -345,8 +341,7 @@ def train(args: argparse.Namespace) -> Path:
                 objective = quantized_objective(args.data, args.crop, args.seed, args.batch, lmbda)
                 offsets = choose_weight_fix_positions(model, objective, report=print)
                 (out_dir / "weight_step_offsets.json").write_text(json.dumps(offsets, indent=1))
-                fixes = {name: [int(v) for v in layer.fix] for name, layer in model.named_qconvs()}
-            (out_dir / "fix_positions.json").write_text(json.dumps(fixes, indent=1))
+            (out_dir / "fix_positions.json").write_text(json.dumps(model.fix_positions(), indent=1))
     model.to(device)
 
     main_params = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
