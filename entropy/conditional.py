@@ -22,16 +22,30 @@ from .tables import TableSet, gaussian_pmf, table_set_from_pmfs
 SCALE_MIN = 0.11  # lower bound of σ (CompressAI's scale table starts here)
 SCALE_MAX = 64.0
 SCALE_LEVELS = 64  # Gaussian tables, log-spaced σ in [SCALE_MIN, SCALE_MAX] (as CompressAI's scale table)
-MEAN_FRAC_BITS = 2  # μ resolution used for table selection: 1/4
+MEAN_FRAC_BITS = 2  # the coarsest μ resolution of the tables: 1/4 (every model file before 2026-12-02f)
+MEAN_FRAC_BITS_MAX = 4  # the finest: 64 × 16 tables
 TAIL_MASS = 1e-9
 
-__all__ = ["MEAN_FRAC_BITS", "SCALE_LEVELS", "SCALE_MAX", "SCALE_MIN", "TAIL_MASS", "build_scale_lut",
-           "build_y_tables", "factorized_table_indexes", "scale_grid", "table_indexes"]
+__all__ = ["MEAN_FRAC_BITS", "MEAN_FRAC_BITS_MAX", "SCALE_LEVELS", "SCALE_MAX", "SCALE_MIN", "TAIL_MASS",
+           "build_scale_lut", "build_y_tables", "factorized_table_indexes", "mean_frac_bits_for", "scale_grid",
+           "table_indexes"]
 
 
 def scale_grid() -> np.ndarray:
     """σ of the y tables: SCALE_LEVELS log-spaced values from SCALE_MIN to SCALE_MAX (float64)."""
     return np.exp(np.linspace(math.log(SCALE_MIN), math.log(SCALE_MAX), SCALE_LEVELS))
+
+
+def mean_frac_bits_for(fix_means: int | None) -> int:
+    """b = ``mean_frac_bits`` of the y tables for a mean head whose int8 output sits at fix ``fix_means``
+    (None: no mean head). b = f_μ keeps every bit of μ that the model computes: a coarser b rounds μ once
+    more, which cost the q0 model of the fifth 2026-12-02 release (f_μ = 3) 4.5 % of its y rate at b = 2 on
+    training photos (``tools/rate_budget.py``), and a finer b only adds tables. Clamped to
+    [MEAN_FRAC_BITS, MEAN_FRAC_BITS_MAX]: models with f_μ ≤ 2 keep the tables of the earlier releases.
+    """
+    if fix_means is None:
+        return MEAN_FRAC_BITS
+    return min(max(MEAN_FRAC_BITS, int(fix_means)), MEAN_FRAC_BITS_MAX)
 
 
 def build_scale_lut(fix_scales: int, grid: np.ndarray) -> np.ndarray:

@@ -18,13 +18,13 @@ import numpy as np
 import torch
 
 from fxlic.entropy.conditional import (  # the conditional entropy model owns the grid and the y tables
-    MEAN_FRAC_BITS,
     SCALE_LEVELS,
     SCALE_MAX,
     SCALE_MIN,
     TAIL_MASS,
     build_scale_lut,
     build_y_tables,
+    mean_frac_bits_for,
     scale_grid,
 )
 from fxlic.entropy.tables import TableSet, table_set_from_pmfs
@@ -89,6 +89,13 @@ def format_version(model: MeanScaleHyperprior) -> int:
     return CHARM_FORMAT_VERSION if isinstance(model, CharmHyperprior) else 1
 
 
+def mean_heads(model: MeanScaleHyperprior) -> list:
+    """The QConvs whose int8 output is a mean μ of the y tables: h_s's mean head, or each ChARM slice's."""
+    if isinstance(model, CharmHyperprior):
+        return [stack[-1] for stack in model.cc_means]
+    return [] if model.h_s_means is None else [model.h_s_means]
+
+
 def export_model(model: MeanScaleHyperprior, name: str, quality: int, training: dict | None = None) -> ModelFile:
     model = model.cpu().eval()
     entries, layers = export_layers(model)
@@ -97,6 +104,7 @@ def export_model(model: MeanScaleHyperprior, name: str, quality: int, training: 
         scale_lut = np.stack([build_scale_lut(int(stack[-1].fix[3]), grid) for stack in model.cc_scales])
     else:
         scale_lut = build_scale_lut(int(model.h_s_scales.fix[3]), grid)
+    mean_frac_bits = mean_frac_bits_for(max((int(head.fix[3]) for head in mean_heads(model)), default=None))
     meta = {
         "format": FORMAT,
         "format_version": format_version(model),
@@ -105,14 +113,14 @@ def export_model(model: MeanScaleHyperprior, name: str, quality: int, training: 
         "architecture": model.config.architecture,
         "config": model.config_dict(),
         "layers": entries,
-        "entropy": {"mean_frac_bits": MEAN_FRAC_BITS, "scale_levels": SCALE_LEVELS, "scale_min": SCALE_MIN,
+        "entropy": {"mean_frac_bits": mean_frac_bits, "scale_levels": SCALE_LEVELS, "scale_min": SCALE_MIN,
                     "scale_max": SCALE_MAX, "tail_mass": TAIL_MASS, "precision": 16},
         "training": training or {},
     }
     if isinstance(model, CharmHyperprior):
         meta["charm"] = {"slices": model.config.slices, "fix_y_tilde": int(model.fix_y_tilde)}
     return ModelFile(meta=meta, layers=layers, scale_lut=scale_lut,
-                     y_tables=build_y_tables(grid, MEAN_FRAC_BITS), z_tables=build_z_tables(model))
+                     y_tables=build_y_tables(grid, mean_frac_bits), z_tables=build_z_tables(model))
 
 
 def load_checkpoint_model(path: str | Path) -> tuple[MeanScaleHyperprior, dict]:

@@ -221,11 +221,18 @@ def test_gaussian_pmf_values() -> None:
 def test_conditional_model_owns_the_shipped_y_tables(codec) -> None:
     """entropy/conditional.py is the one owner of the scale grid, the y tables and the table choice: what it
     builds is what the shipped model file carries, and the codec's table choice is its table_indexes."""
-    from fxlic.entropy.conditional import MEAN_FRAC_BITS, build_scale_lut, build_y_tables, scale_grid, table_indexes
+    from fxlic.entropy.conditional import (
+        build_scale_lut,
+        build_y_tables,
+        mean_frac_bits_for,
+        scale_grid,
+        table_indexes,
+    )
 
     model = codec.model
-    assert model.mean_frac_bits == MEAN_FRAC_BITS
-    built = build_y_tables(scale_grid(), MEAN_FRAC_BITS)
+    fix_means = model.layers["h_s_means"].fix_out
+    assert model.mean_frac_bits == mean_frac_bits_for(fix_means)
+    built = build_y_tables(scale_grid(), model.mean_frac_bits)
     for key in ("cdf", "num_symbols", "offset"):
         assert np.array_equal(getattr(built, key), getattr(model.y_tables, key)), key
     fix_scales = model.layers["h_s_scales"].fix_out
@@ -234,5 +241,47 @@ def test_conditional_model_owns_the_shipped_y_tables(codec) -> None:
     scales = rng.integers(-128, 128, (4, 3, 5)).astype(np.int8)
     means = rng.integers(-128, 128, (4, 3, 5)).astype(np.int8)
     got = codec.net.y_coding_params(scales, means)
-    want = table_indexes(scales, means, model.scale_lut, model.layers["h_s_means"].fix_out, MEAN_FRAC_BITS)
+    want = table_indexes(scales, means, model.scale_lut, fix_means, model.mean_frac_bits)
     assert all(np.array_equal(g, w) for g, w in zip(got, want))
+
+
+def test_mean_frac_bits_follow_the_mean_head() -> None:
+    """ENT-M3: b = mean_frac_bits is the mean head's fix position f_μ, clamped to [2, 4] (2 without a head)."""
+    from fxlic.entropy.conditional import MEAN_FRAC_BITS, MEAN_FRAC_BITS_MAX, mean_frac_bits_for
+
+    assert (MEAN_FRAC_BITS, MEAN_FRAC_BITS_MAX) == (2, 4)
+    assert [mean_frac_bits_for(f) for f in (None, -3, 0, 1, 2, 3, 4, 5, 7)] == [2, 2, 2, 2, 2, 3, 4, 4, 4]
+
+
+def test_tables_at_the_mean_heads_resolution_code_the_same_latents_in_fewer_bits(train_dir) -> None:
+    """A shipped model whose mean head is finer than 1/4 (f_μ = 3 at the low rates): with b = 2 its tables
+    round μ once more than the model computed it (ENT-M3, μ_b = shr(q_μ, f_μ − b)). With b = f_μ the
+    decoder reconstructs the same ŷ and pixels from a shorter y stream, on a training photo."""
+    from fxlic import models
+    from fxlic.codec import Codec
+    from fxlic.entropy.bitstream import unpack
+    from fxlic.entropy.conditional import MEAN_FRAC_BITS, build_y_tables, scale_grid
+    from fxlic.imageio import read_image
+    from fxlic.reference.modelfile import ModelFile
+
+    shipped = [models.load("meanscale", q) for q in sorted(models.available()["meanscale"])]
+    fine = [m for m in shipped if m.layers["h_s_means"].fix_out > MEAN_FRAC_BITS]
+    if not fine:
+        pytest.skip("no shipped mean-scale model has a mean head finer than 1/4")
+    model = fine[0]
+    fix_means = model.layers["h_s_means"].fix_out
+
+    def with_tables(b: int) -> ModelFile:
+        meta = {**model.meta, "entropy": {**model.meta["entropy"], "mean_frac_bits": b}}
+        return ModelFile(meta=meta, layers=model.layers, scale_lut=model.scale_lut,
+                         y_tables=build_y_tables(scale_grid(), b), z_tables=model.z_tables)
+
+    pixels = np.ascontiguousarray(read_image(sorted(train_dir.glob("*.png"))[0])[:256, :384])
+    coarse, exact = Codec(with_tables(MEAN_FRAC_BITS)), Codec(with_tables(fix_means))
+    coded_coarse, coded_exact = coarse.encode(pixels), exact.encode(pixels)
+    assert np.array_equal(coded_coarse.y_hat, coded_exact.y_hat)
+    # μ_r may differ (with b < f_μ it is μ rounded twice), and with it the coded symbols ŷ − μ_r
+    assert coded_exact.y_table_index.max() >= 64 << MEAN_FRAC_BITS  # tables beyond the coarse set are used
+    assert np.array_equal(coarse.decode(coded_coarse.bitstream), exact.decode(coded_exact.bitstream))
+    y_coarse, y_exact = unpack(coded_coarse.bitstream)[1][1], unpack(coded_exact.bitstream)[1][1]
+    assert len(y_exact) < 0.99 * len(y_coarse), (len(y_exact), len(y_coarse))
