@@ -9,8 +9,9 @@ image with the golden codec and account for the y stream (docs/entropy.md §3):
 * ``escapes`` / ``freq-1``: the part of ``tables`` spent on escaped values and on symbols of frequency 1.
 * ``Gaussian, exact σ``: the discretized Gaussian N(μ, σ) ⊛ U(−½, ½) at the int8 heads' μ and σ before the
   σ grid (64 levels) and the 16-bit quantization: what the grid costs.
-* ``Gaussian, μ at b bits``: the same with σ on the grid and μ rounded to 1/2^b, for b = 1 … 4 (the tables
-  use ``mean_frac_bits``; finer than the mean head's fix position f_μ changes nothing).
+* ``Gaussian, μ at 2^−k``: the same with σ on the grid and μ rounded to 2^−k for k = f_μ − 2 … f_μ + 1 and
+  the tables' b (finer than the mean head's fix position f_μ changes nothing; each coarser row shows what
+  one bit less of μ costs, a rough measure of what one bit more could buy).
 * ``empirical tables``: the same table indexes with per-table histograms fitted on the other half of the
   images (2-fold, the Gaussian table as a prior of weight 10): a bound on what re-fitting the table
   *contents* to data could buy without changing the model.
@@ -122,8 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         sigma_grid = grid[model.scale_lut[scales.astype(np.int64) + 128]]
         add("Gaussian, exact σ, int8 μ", gaussian_bits(y_hat, mean, sigma_exact))
         add("Gaussian, grid σ, int8 μ", gaussian_bits(y_hat, mean, sigma_grid))
-        for b in range(1, 5):
-            add(f"Gaussian, grid σ, μ at b={b}", gaussian_bits(y_hat, np.floor(mean * 2**b + 0.5) / 2**b, sigma_grid))
+        for k in sorted({fix_mean - 2, fix_mean - 1, fix_mean, fix_mean + 1, model.mean_frac_bits}):
+            rounded = np.floor(mean * 2.0**k + 0.5) * 2.0**-k
+            add(f"Gaussian, grid σ, μ at 2^{-k}", gaussian_bits(y_hat, rounded, sigma_grid))
     sums["empirical tables (2-fold)"] = empirical_bits(tables, folds)
     base = sums["tables"]
     print(f"{args.model}: {len(paths)} images, {pixels_total:,} pixels; mean head fix f_μ = {fix_mean}, "
