@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# A/B after the ladder: the trunk continued 30 min at 8×128² (a, the recipe so far) or 2×256² (b, the same
+# pixels per step), both resumed from step 221,559 with its optimizer state; then both and the start
+# evaluated (float, ideal rate) on the 40 half-resolution training photos.
+set -e
+cd /work/main
+while pgrep -f "cpu_recipe.sh runs10" >/dev/null; do sleep 15; done
+date > runs10/ab.start
+for arm in a:128:8 b:256:2; do
+  IFS=: read -r name crop batch <<< "$arm"
+  mkdir -p runs10/ab-$name/meanscale-q4-float
+  cp runs8/trunk/meanscale-q4-float/{checkpoint.pt,log.csv} runs10/ab-$name/meanscale-q4-float/
+  .venv/bin/python -m fxlic.qat.train --data ../shared/data/train --crop "$crop" --batch "$batch" --steps 1000000 \
+    --threads 1 --out runs10/ab-$name/meanscale-q4-float --phase float --quality 4 --minutes 30 --lr 1e-4 \
+    > runs10/ab-$name.out 2>&1 &
+done
+wait
+for ck in a:runs10/ab-a/meanscale-q4-float b:runs10/ab-b/meanscale-q4-float start:runs8/trunk/meanscale-q4-float; do
+  .venv/bin/python -m fxlic.qat.evaluate_float "${ck#*:}/checkpoint.pt" --images ../shared/data/train-half --rate ideal \
+    --out "runs10/ab-eval-${ck%%:*}.json" --name "ab-${ck%%:*}" --threads 1 > "runs10/ab-eval-${ck%%:*}.out" 2>&1
+done
+date > runs10/ab.done
