@@ -40,6 +40,8 @@
 #   QAT_LR=1e-4 TOP=10 FT_MIN_Q10=30 FT_MIN_Q0=25 FT_MIN_Q2=20 FT_MIN_Q6=25 FT_MIN_Q8=35 bash tools/cpu_recipe.sh runs 0 20 10 0
 # The fourth release of 2026-12-02 (from the trunk at step 125,877; QAT at the new default 2e-5):
 #   TOP=10 FT_MIN_Q10=30 FT_MIN_Q0=25 FT_MIN_Q2=20 FT_MIN_Q6=25 FT_MIN_Q8=35 bash tools/cpu_recipe.sh runs 0 20 10 0
+# The sixth release of 2026-12-02 (from the trunk at step 221,559; the weight-step search and the tables at the
+# mean head's resolution are defaults; the lanes as below): the same command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-runs}
