@@ -30,6 +30,7 @@ from . import _rans_status as _st
 from .tables import PRECISION, PROB_TOTAL, VALUE_MAX, VALUE_MIN, TableSet
 
 __all__ = [
+    "information_bits",
     "EntropyDecodeError",
     "RANS_L",
     "STATE_END",
@@ -105,6 +106,21 @@ def _table_index_array(table_index: np.ndarray, tables: TableSet) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------
 # Encoder
 # ---------------------------------------------------------------------------------------------------
+
+
+def information_bits(values: np.ndarray, table_index: np.ndarray, tables: TableSet) -> np.ndarray:
+    """Bits per symbol under the integer tables, what an ideal coder spends (float64, same shape as ``values``):
+    −log2(f / 2^16) for a direct symbol; for an escaped one (ENT-E) the ESC symbol plus its 16-bit word.
+    The real stream adds only the rANS flush and byte granularity (ENT-4)."""
+    values = np.asarray(values, dtype=np.int64)
+    table_index = np.asarray(table_index, dtype=np.int64)
+    count = tables.num_symbols.astype(np.int64)[table_index]
+    index = values - tables.offset.astype(np.int64)[table_index]
+    direct = (index >= 0) & (index < count - 1)
+    index = np.where(direct, index, count - 1)
+    cdf = tables.cdf.astype(np.int64)
+    freq = cdf[table_index, index + 1] - cdf[table_index, index]
+    return PRECISION - np.log2(freq) + np.where(direct, 0, 16)
 
 
 def encode_symbols(values: np.ndarray, table_index: np.ndarray, tables: TableSet, impl: str | None = None) -> bytes:

@@ -34,24 +34,12 @@ from tqdm import tqdm
 from fxlic.codec import open_codec
 from fxlic.entropy.bitstream import unpack
 from fxlic.entropy.conditional import SCALE_MAX, SCALE_MIN, scale_grid
+from fxlic.entropy.rans import information_bits
 from fxlic.entropy.tables import PRECISION
 from fxlic.imageio import read_image
 from fxlic.reference.modelfile import load_model_file
 
-ESCAPE_RAW_BITS = 16  # ENT-E: an escaped value is written as 16 raw bits after the ESC symbol
 SYMBOL_SPAN = 1024  # histogram columns of the empirical tables: values −512 … 511 (ŷ − μ_r of int8 fits)
-
-
-def table_bits(tables, table: np.ndarray, symbol: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per symbol: (bits with these integer tables, escaped?, frequency)."""
-    cdf = tables.cdf.astype(np.int64)
-    count = tables.num_symbols.astype(np.int64)
-    index = symbol - tables.offset.astype(np.int64)[table]
-    direct = (index >= 0) & (index <= count[table] - 2)
-    index = np.where(direct, index, count[table] - 1)
-    freq = cdf[table, index + 1] - cdf[table, index]
-    bits = PRECISION - np.log2(freq) + np.where(direct, 0, ESCAPE_RAW_BITS)
-    return bits, ~direct, freq
 
 
 def gaussian_bits(y_hat: np.ndarray, mean: np.ndarray, sigma: np.ndarray) -> float:
@@ -111,10 +99,11 @@ def main(argv: list[str] | None = None) -> int:
         add("coded", 8.0 * len(streams[1]))
         table = result.y_table_index.reshape(-1).astype(np.int64)
         symbol = (result.y_hat.astype(np.int64) - result.y_mean).reshape(-1)
-        bits, escaped, freq = table_bits(tables, table, symbol)
+        bits = information_bits(symbol, table, tables)
+        escaped = bits > PRECISION  # an escape costs its ESC symbol plus 16 raw bits; nothing else exceeds 16
         add("tables", float(bits.sum()))
         add("  of which escapes", float(bits[escaped].sum()))
-        add("  of which freq-1 symbols", float(bits[~escaped & (freq == 1)].sum()))
+        add("  of which freq-1 symbols", float(bits[bits == PRECISION].sum()))
         folds[i % 2].append((table, symbol))
         scales, means = net.hyper_synthesis(result.z_hat)
         y_hat = result.y_hat.astype(np.float64)
