@@ -95,24 +95,34 @@ def gaussian_likelihood(values: torch.Tensor, means: torch.Tensor, sigma: torch.
     return torch.clamp(upper - lower, min=LIKELIHOOD_BOUND)
 
 
+Z_RATES = ("noise", "coded")  # how training prices z: z + U(-½, ½), or the coded ẑ (rate_terms)
+
+
 def rate_terms(z_likelihood: Callable[[torch.Tensor], torch.Tensor], y: torch.Tensor, z: torch.Tensor,
                y_hat: torch.Tensor, z_hat: torch.Tensor, log2_scales: torch.Tensor, means: torch.Tensor,
-               noisy_rate: bool) -> dict[str, torch.Tensor]:
+               noisy_rate: bool, z_rate: str = "noise") -> dict[str, torch.Tensor]:
     """The likelihoods of y (Gaussian, σ = 2^log2_scales clamped, centred at ``means``) and z (factorized),
     at y + U(-½, ½) while training (``noisy_rate``), at ŷ, ẑ otherwise. Computed in float32 (float64 for a
     float64 model) outside autocast: bf16 tails would distort the rate. Returns y, z, ŷ, ẑ, means in that
-    precision and the two likelihoods."""
+    precision and the two likelihoods.
+
+    ``z_rate="coded"`` prices z at the coded ẑ even while training (straight-through to z): what the
+    int8 codec spends. The noise proxy z + U(-½, ½) cannot see that an int8 z written at its own fix
+    position f_z ≥ 1 and rounded again to ẑ (docs/fixed-point.md FXP-Q6) turns a near-constant channel at
+    z ≈ 0.3 … 0.5 into ẑ ∈ {0, 1}: free in the proxy, about a bit per element in the stream."""
+    if z_rate not in Z_RATES:
+        raise ValueError(f"z_rate must be one of {Z_RATES}, got {z_rate!r}")
     with torch.autocast(device_type=y.device.type, enabled=False):
         work = torch.float64 if y.dtype == torch.float64 else torch.float32
         y, z, means, z_hat, y_hat = (t.to(work) for t in (y, z, means, z_hat, y_hat))
         sigma = torch.clamp(torch.exp2(log2_scales.to(work)), SCALE_MIN, SCALE_MAX)
         if noisy_rate:
-            z_rate = z + torch.empty_like(z).uniform_(-0.5, 0.5)
-            y_rate = y + torch.empty_like(y).uniform_(-0.5, 0.5)
+            z_priced = z + torch.empty_like(z).uniform_(-0.5, 0.5) if z_rate == "noise" else z_hat
+            y_priced = y + torch.empty_like(y).uniform_(-0.5, 0.5)
         else:
-            z_rate, y_rate = z_hat, y_hat
+            z_priced, y_priced = z_hat, y_hat
         return {"y": y, "y_hat": y_hat, "z_hat": z_hat, "means": means,
-                "y_likelihood": gaussian_likelihood(y_rate, means, sigma), "z_likelihood": z_likelihood(z_rate)}
+                "y_likelihood": gaussian_likelihood(y_priced, means, sigma), "z_likelihood": z_likelihood(z_priced)}
 
 
 class MeanScaleHyperprior(nn.Module):
@@ -154,6 +164,8 @@ class MeanScaleHyperprior(nn.Module):
         self.g_s[-1].forced_fix_out = IMAGE_FIX
         # Factorized prior of z (Ballé 2018), used only at export to build integer tables.
         self.entropy_bottleneck = EntropyBottleneck(N)
+        # How training prices z (rate_terms): not part of the model or its files, set by fxlic train.
+        self.z_rate = "noise"
 
     # ---- structure -----------------------------------------------------------------------------
     def layer_chains(self) -> list[tuple[int, list[tuple[str, QConv]]]]:
@@ -282,7 +294,7 @@ class MeanScaleHyperprior(nn.Module):
         z_hat = round_to_integer_ste(z)
         log2_scales, means = self.hyper_synthesis(z_hat)
         x_hat = self.g_s(y_hat)
-        rate = rate_terms(self.z_likelihood, y, z, y_hat, z_hat, log2_scales, means, noisy_rate)
+        rate = rate_terms(self.z_likelihood, y, z, y_hat, z_hat, log2_scales, means, noisy_rate, self.z_rate)
         return {"x_hat": x_hat.to(rate["y"].dtype), **rate, "log2_scales": log2_scales}
 
     def aux_loss(self) -> torch.Tensor:

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from .charm import CharmConfig, model_from_config, warm_start_from_meanscale
 from .data import CropSampler
 from .equalize import align_power_of_two_scales, equalize_synthesis_input, equalize_weight_ranges
-from .models import LATENT_ROUNDINGS, MeanScaleHyperprior, ModelConfig, output_to_pixels, pixels_to_input
+from .models import LATENT_ROUNDINGS, Z_RATES, MeanScaleHyperprior, ModelConfig, output_to_pixels, pixels_to_input
 from .weight_steps import choose_weight_fix_positions
 
 if TYPE_CHECKING:
@@ -342,6 +342,12 @@ def train(args: argparse.Namespace) -> Path:
                 offsets = choose_weight_fix_positions(model, objective, report=print)
                 (out_dir / "weight_step_offsets.json").write_text(json.dumps(offsets, indent=1))
             (out_dir / "fix_positions.json").write_text(json.dumps(model.fix_positions(), indent=1))
+    if args.z_rate is None:
+        args.z_rate = "coded" if args.phase == "qat" and hasattr(model, "z_rate") else "noise"
+    if args.z_rate == "coded" and not hasattr(model, "z_rate"):
+        raise SystemExit("--z-rate coded is for the mean-scale model")
+    if hasattr(model, "z_rate"):
+        model.z_rate = args.z_rate
     model.to(device)
 
     main_params = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
@@ -505,6 +511,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                    help="QAT from a float --init: how ẑ is made; accumulator: h_a's last conv writes z at fix 0, "
                         "one rounding (MeanScaleHyperprior.round_hyper_latents_once); requantize: z at its own "
                         "fix position, then rounded again to fix 0")
+    p.add_argument("--z-rate", choices=Z_RATES, default=None,
+                   help="how training prices z: noise, z + U(-½, ½) (Ballé 2018; the float phase's default); "
+                        "coded, the likelihood of the coded ẑ, straight-through (what the int8 stream spends; "
+                        "fxlic.qat.models.rate_terms; the QAT phase's default since 2026-12-03)")
     p.add_argument("--search-weight-steps", action=argparse.BooleanOptionalAction, default=True,
                    help="QAT from a float --init: after calibration, choose each layer's weight fix position "
                         "(calibrated, +1, +2) by the RD objective on training crops (fxlic.qat.weight_steps; "

@@ -200,3 +200,48 @@ def test_learning_rate_schedule_with_warmup() -> None:
     assert learning_rate(0.8, 2e-4) == pytest.approx(2e-5)
     assert learning_rate(0.0, 2e-4, warmup=0.25) == pytest.approx(5e-5)
     assert learning_rate(0.9, 2e-4, warmup=0.5) == pytest.approx(1e-5)
+
+
+def test_z_rate_coded_prices_the_coded_z_hat() -> None:
+    """``--z-rate coded``: while training, z is priced at the coded ẑ, not at z + U(-½, ½).
+
+    The case it is for: an int8 z at fix position 1 holding a near-constant channel at ½. It is rounded
+    again to ẑ = 1 (DPU_ROUND, half up; docs/fixed-point.md FXP-Q6), while a factorized prior fitted to
+    z ≈ ½ puts its mass on ẑ = 0 and would charge the coded ẑ = 1 far more than the noise proxy does."""
+    from fxlic.qat.fakequant import round_to_integer_ste
+    from fxlic.qat.models import MeanScaleHyperprior, ModelConfig, rate_terms
+
+    torch.manual_seed(0)
+    model = MeanScaleHyperprior(ModelConfig(N=4, M=6, hyper_activation="relu"))
+    z = torch.full((1, 4, 3, 3), 0.5, requires_grad=True)
+    z_hat = round_to_integer_ste(z)
+    assert torch.equal(z_hat, torch.ones_like(z))
+    y = torch.randn(1, 6, 6, 6)
+    y_hat = torch.floor(y + 0.5)
+    scales, means = torch.zeros_like(y), torch.zeros_like(y)
+    coded = [rate_terms(model.z_likelihood, y, z, y_hat, z_hat, scales, means, True, "coded") for _ in range(2)]
+    # z's price is deterministic and is that of ẑ; y is still priced with noise
+    assert torch.equal(coded[0]["z_likelihood"], coded[1]["z_likelihood"])
+    exact = rate_terms(model.z_likelihood, y, z, y_hat, z_hat, scales, means, False)
+    assert torch.equal(coded[0]["z_likelihood"], exact["z_likelihood"])
+    assert not torch.equal(coded[0]["y_likelihood"], exact["y_likelihood"])
+    # the gradient reaches z through the rounding (straight-through)
+    (-torch.log2(coded[0]["z_likelihood"]).sum()).backward()
+    assert z.grad is not None and bool(torch.any(z.grad != 0))
+    with pytest.raises(ValueError, match="z_rate"):
+        rate_terms(model.z_likelihood, y, z, y_hat, z_hat, scales, means, True, "ste")
+
+
+def test_z_rate_defaults_by_phase(train_dir, tmp_path) -> None:
+    """The float phase prices z with noise, QAT at the coded ẑ unless ``--z-rate`` says otherwise; the
+    checkpoint's args record what was used."""
+    run = tmp_path / "float"
+    assert train_main(["--data", str(train_dir), "--out", str(run), "--steps", "2", *TINY]) == 0
+    assert torch.load(run / "checkpoint.pt", weights_only=False)["args"]["z_rate"] == "noise"
+    for z_rate, flags in (("coded", []), ("noise", ["--z-rate", "noise"])):
+        qat = tmp_path / f"qat-{z_rate}"
+        assert train_main(["--data", str(train_dir), "--out", str(qat), "--phase", "qat", "--init",
+                           str(run / "checkpoint.pt"), "--steps", "2", "--calib-batches", "2",
+                           "--no-search-weight-steps", *flags, *TINY]) == 0
+        state = torch.load(qat / "checkpoint.pt", weights_only=False)
+        assert state["args"]["z_rate"] == z_rate and state["step"] == 2
