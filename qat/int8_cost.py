@@ -9,7 +9,8 @@ model), a chain prefix (``g_a``, ``h_a``, ``h_s``, ``g_s``), a layer (``g_a.3``,
 with ``:w`` only the group's weights and biases are quantized, with ``:a`` only its outputs (``g_s:w``).
 A QAT checkpoint is measured as trained (its own fix positions; ``none`` is then its weights in float
 arithmetic). Each row: mean bpp at the ideal rate (−log2 of the likelihoods), mean PSNR of the decoded image, and the RD
-objective λ·255²·MSE + bpp of the quality's λ, with its change against ``none``. Measure on training photos
+objective λ·255²·MSE + bpp of the quality's λ, with its change against ``none``; ``z bpp`` is z's share of
+the bpp (what ``fxlic train --z-rate`` is about). Measure on training photos
 (the test set, Kodak, is never used to choose anything):
 
     python -m fxlic.qat.int8_cost runs/meanscale-q6-float/checkpoint.pt --quality 6 \\
@@ -87,8 +88,9 @@ def select(model: MeanScaleHyperprior, group: str) -> bool:
 
 @torch.no_grad()
 def measure(model: MeanScaleHyperprior, quantize_input: bool, images: list[np.ndarray], lmbda: float) -> dict:
-    """Mean ideal bpp, PSNR and RD objective over ``images`` (uint8 H×W×3), with the layer switches as set."""
-    bpps, psnrs, objectives = [], [], []
+    """Mean ideal bpp (and z's share of it), PSNR and RD objective over ``images`` (uint8 H×W×3), with the
+    layer switches as set."""
+    bpps, z_bpps, psnrs, objectives = [], [], [], []
     for pixels in images:
         height, width = pixels.shape[:2]
         x = pixels_to_input(torch.from_numpy(pad_image(pixels)).permute(2, 0, 1)[None])
@@ -99,14 +101,17 @@ def measure(model: MeanScaleHyperprior, quantize_input: bool, images: list[np.nd
         z_hat = torch.floor(z + 0.5).clamp(-128, 127)
         log2_scales, means = model.hyper_synthesis(z_hat)
         rate = rate_terms(model.z_likelihood, y, z, y_hat, z_hat, log2_scales, means, noisy_rate=False)
-        bits = -(torch.log2(rate["y_likelihood"]).sum() + torch.log2(rate["z_likelihood"]).sum())
+        z_bits = -torch.log2(rate["z_likelihood"]).sum()
+        bits = -torch.log2(rate["y_likelihood"]).sum() + z_bits
         decoded = output_to_pixels(model.g_s(y_hat))[0, :, :height, :width].round().byte().permute(1, 2, 0).numpy()
         bpp = float(bits) / (height * width)
         mse = float(np.mean((pixels.astype(np.float64) - decoded) ** 2))
         bpps.append(bpp)
+        z_bpps.append(float(z_bits) / (height * width))
         psnrs.append(psnr(pixels, decoded))
         objectives.append(lmbda * mse + bpp)
-    return {"bpp": float(np.mean(bpps)), "psnr": float(np.mean(psnrs)), "objective": float(np.mean(objectives))}
+    return {"bpp": float(np.mean(bpps)), "z_bpp": float(np.mean(z_bpps)), "psnr": float(np.mean(psnrs)),
+            "objective": float(np.mean(objectives))}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     images = [read_image(path) for path in list_images(args.images)[:: args.every]]
     roundings = LATENT_ROUNDINGS if args.latent_rounding == "both" else (args.latent_rounding,)
     print(f"{len(images)} images from {args.images}, λ = {LAMBDAS[args.quality]}; objective λ·255²·MSE + bpp")
-    print(f"{'latent rounding':16s} {'group':12s} {'bpp':>8s} {'PSNR dB':>8s} {'objective':>10s} {'vs none':>8s}")
+    print(f"{'latent rounding':16s} {'group':12s} {'bpp':>8s} {'z bpp':>7s} {'PSNR dB':>8s} {'objective':>10s} "
+          f"{'vs none':>8s}")
     if model.quantized:  # a QAT checkpoint: its own weights and frozen fix positions, no calibration
         roundings = (model.config.latent_rounding,)
         print("QAT checkpoint: fix positions as trained; 'none' is its weights in float arithmetic")
@@ -154,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
             row = measure(ptq, select(ptq, group), images, LAMBDAS[args.quality])
             reference = row["objective"] if group == "none" else reference
             change = f"{100 * (row['objective'] / reference - 1):+7.2f}%" if reference else ""
-            print(f"{rounding:16s} {group:12s} {row['bpp']:8.4f} {row['psnr']:8.3f} {row['objective']:10.4f} "
+            print(f"{rounding:16s} {group:12s} {row['bpp']:8.4f} {row['z_bpp']:7.4f} {row['psnr']:8.3f} "
+                  f"{row['objective']:10.4f} "
                   f"{change:>8s}", flush=True)
     return 0
 

@@ -184,10 +184,12 @@ def test_int8_cost_tool_on_a_tiny_float_checkpoint(tmp_path, train_dir, capsys) 
     assert main([str(tmp_path / "float.pt"), "--quality", "4", "--images", str(images), "--train", str(train_dir),
                  "--calib-batches", "1", "--batch", "2", "--groups", "none,all,g_s"]) == 0
     rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
-    table = {(r[0], r[1]): [float(v) for v in r[2:5]] for r in rows}
+    table = {(r[0], r[1]): [float(v) for v in r[2:6]] for r in rows}  # bpp, z bpp, PSNR, objective
     assert set(table) == {(lr, g) for lr in ("requantize", "accumulator") for g in ("none", "all", "g_s")}
     assert table["requantize", "none"] == table["accumulator", "none"]
     assert table["requantize", "g_s"] == table["accumulator", "g_s"]
+    assert all(0 < z_bpp < bpp for bpp, z_bpp, _, _ in table.values())
+    assert table["accumulator", "g_s"][:2] == table["accumulator", "none"][:2]  # g_s changes no rate
 
 
 def test_int8_cost_quantizes_weights_or_outputs_alone(train_dir) -> None:
