@@ -42,6 +42,8 @@
 #   TOP=10 FT_MIN_Q10=30 FT_MIN_Q0=25 FT_MIN_Q2=20 FT_MIN_Q6=25 FT_MIN_Q8=35 bash tools/cpu_recipe.sh runs 0 20 10 0
 # The sixth release of 2026-12-02 (from the trunk at step 221,559; the weight-step search and the tables at the
 # mean head's resolution are defaults; the lanes as below): the same command.
+# The releases of 2026-12-03 (QAT prices z at the coded ẑ, the default) ran the recipe's steps by hand, one
+# point at a time from two trunk steps (285,200 for q6, q8, q10; 296,800 for q0, q2, q4): README "Reproduce".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-runs}

@@ -9,6 +9,9 @@
 #   PREVIOUS=path/to/the-previous-ladder.json (its int8 meanscale.json, kept in results/ablations/) opens
 #   bdrate.txt with this ladder against VTM and against the previous one, all points and the first five
 #   (q0-q8, the span of every earlier release), and the int8 cost over those five; PREVIOUS_NAME names it.
+#   LANES=2 (the default where nproc ≥ 2) runs the integer codec's evaluations (int8, PTQ) on one core
+#   beside the float twins' on the other, instead of one after the other on both (the same figures:
+#   every evaluation is deterministic; the timing columns of the per-image CSVs are one core's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-runs}
@@ -20,18 +23,40 @@ A=../shared/anchors/kodak
 PY=.venv/bin/python
 mkdir -p "$OUT"
 ckpts() { for q in $Q; do echo "$RUNS/meanscale-q$q-$1/checkpoint.pt"; done; }
-.venv/bin/fxlic eval --model meanscale --images "$K" --out "$OUT" --name fxlic-meanscale-int8 \
-  | tee "$OUT/eval-int8.log"
-.venv/bin/fxlic eval --model-files $(for q in $Q; do echo "$RUNS/meanscale-q$q-ptq.npz"; done) --images "$K" \
-  --out "$OUT/ptq" --name fxlic-meanscale-int8-ptq | tee "$OUT/eval-int8-ptq.log"
-mv "$OUT/ptq/meanscale.json" "$OUT/meanscale-ptq.json"
-if [ -z "${REUSE_FLOAT:-}" ]; then  # REUSE_FLOAT=1: the float twins did not change; keep their measurement
-$PY -m fxlic.qat.evaluate_float $(ckpts float) --images "$K" --out "$OUT/meanscale-float.json" \
-  --ideal-out "$OUT/meanscale-float-ideal.json" --name fxlic-meanscale-float | tee "$OUT/eval-float.log"
+LANES=${LANES:-$(( $(nproc) >= 2 ? 2 : 1 ))}
+FLOAT_THREADS=$(( LANES >= 2 ? 1 : 2 ))
+integer_evals() {
+  .venv/bin/fxlic eval --model meanscale --images "$K" --out "$OUT" --name fxlic-meanscale-int8 > "$OUT/eval-int8.log"
+  .venv/bin/fxlic eval --model-files $(for q in $Q; do echo "$RUNS/meanscale-q$q-ptq.npz"; done) --images "$K" \
+    --out "$OUT/ptq" --name fxlic-meanscale-int8-ptq > "$OUT/eval-int8-ptq.log"
+  mv "$OUT/ptq/meanscale.json" "$OUT/meanscale-ptq.json"
+}
+float_evals() {
+  if [ -z "${REUSE_FLOAT:-}" ]; then  # REUSE_FLOAT=1: the float twins did not change; keep their measurement
+  $PY -m fxlic.qat.evaluate_float $(ckpts float) --images "$K" --out "$OUT/meanscale-float.json" --threads "$FLOAT_THREADS" \
+    --ideal-out "$OUT/meanscale-float-ideal.json" --name fxlic-meanscale-float > "$OUT/eval-float.log"
+  fi
+  $PY -m fxlic.qat.evaluate_float $(ckpts qat) --images "$K" --float-arithmetic --out "$OUT/meanscale-qat-float.json" \
+    --ideal-out "$OUT/meanscale-qat-float-ideal.json" --name fxlic-meanscale-qat-weights-float \
+    --threads "$FLOAT_THREADS" > "$OUT/eval-qat-float.log"
+}
+if [ "$LANES" -ge 2 ]; then
+  echo "evaluating in two lanes: integer codec (logs $OUT/eval-int8*.log) beside the float twins ($OUT/eval-*float.log)"
+  NUMBA_NUM_THREADS=1 taskset -c 0 bash -c "$(declare -f integer_evals); K='$K' OUT='$OUT' RUNS='$RUNS' Q='$Q' integer_evals" &
+  INTEGER=$!
+  FLOAT_LANE_CPU=1
+else
+  integer_evals
+  INTEGER=
+  FLOAT_LANE_CPU=
 fi
-$PY -m fxlic.qat.evaluate_float $(ckpts qat) --images "$K" --float-arithmetic --out "$OUT/meanscale-qat-float.json" \
-  --ideal-out "$OUT/meanscale-qat-float-ideal.json" --name fxlic-meanscale-qat-weights-float \
-  | tee "$OUT/eval-qat-float.log"
+if [ -n "$FLOAT_LANE_CPU" ]; then
+  taskset -c "$FLOAT_LANE_CPU" bash -c "$(declare -f float_evals ckpts); K='$K' OUT='$OUT' RUNS='$RUNS' Q='$Q' PY='$PY' \
+    FLOAT_THREADS='$FLOAT_THREADS' REUSE_FLOAT='${REUSE_FLOAT:-}' float_evals"
+else
+  float_evals
+fi
+[ -z "$INTEGER" ] || wait "$INTEGER"
 {
   echo "## vs VTM (BD-rate reference)"
   .venv/bin/fxlic bdrate "$A/vtm.json" "$OUT/meanscale.json" "$OUT/meanscale-float.json" \
@@ -49,6 +74,9 @@ $PY -m fxlic.qat.evaluate_float $(ckpts qat) --images "$K" --float-arithmetic --
   echo "## int8 (QAT) vs the float twin (float phase checkpoints; QAT adds training steps)"
   .venv/bin/fxlic bdrate "$OUT/meanscale-float.json" "$OUT/meanscale.json" || true
   .venv/bin/fxlic bdrate "$OUT/meanscale-float-ideal.json" "$OUT/meanscale.json" || true
+  echo
+  echo "## float twins at the ideal rate vs VTM (what the float models would reach with an ideal entropy coder)"
+  .venv/bin/fxlic bdrate "$A/vtm.json" "$OUT/meanscale-float-ideal.json" || true
 } | tee "$OUT/bdrate.txt"
 if [ -n "${PREVIOUS:-}" ]; then
   PREV_NAME=${PREVIOUS_NAME:-previous ladder}
