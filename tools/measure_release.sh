@@ -40,23 +40,19 @@ float_evals() {
     --ideal-out "$OUT/meanscale-qat-float-ideal.json" --name fxlic-meanscale-qat-weights-float \
     --threads "$FLOAT_THREADS" > "$OUT/eval-qat-float.log"
 }
+lane() {  # CPU FUNCTION: run FUNCTION in a subshell pinned to CPU (its processes inherit the affinity)
+  ( taskset -cp "$1" "$BASHPID" > /dev/null; "$2" )
+}
 if [ "$LANES" -ge 2 ]; then
   echo "evaluating in two lanes: integer codec (logs $OUT/eval-int8*.log) beside the float twins ($OUT/eval-*float.log)"
-  NUMBA_NUM_THREADS=1 taskset -c 0 bash -c "$(declare -f integer_evals); K='$K' OUT='$OUT' RUNS='$RUNS' Q='$Q' integer_evals" &
+  NUMBA_NUM_THREADS=1 lane 0 integer_evals &
   INTEGER=$!
-  FLOAT_LANE_CPU=1
+  lane 1 float_evals
+  wait "$INTEGER"
 else
   integer_evals
-  INTEGER=
-  FLOAT_LANE_CPU=
-fi
-if [ -n "$FLOAT_LANE_CPU" ]; then
-  taskset -c "$FLOAT_LANE_CPU" bash -c "$(declare -f float_evals ckpts); K='$K' OUT='$OUT' RUNS='$RUNS' Q='$Q' PY='$PY' \
-    FLOAT_THREADS='$FLOAT_THREADS' REUSE_FLOAT='${REUSE_FLOAT:-}' float_evals"
-else
   float_evals
 fi
-[ -z "$INTEGER" ] || wait "$INTEGER"
 {
   echo "## vs VTM (BD-rate reference)"
   .venv/bin/fxlic bdrate "$A/vtm.json" "$OUT/meanscale.json" "$OUT/meanscale-float.json" \
