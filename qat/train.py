@@ -207,13 +207,26 @@ class FastPath:
 
 
 def rd_step(net: torch.nn.Module, pixels: torch.Tensor, lmbda: float, optimizer: torch.optim.Optimizer,
-            main_params: list[torch.nn.Parameter], clip: float, fast: FastPath) -> dict[str, torch.Tensor]:
-    """One rate-distortion step of the main parameters (forward under the fast path's autocast)."""
+            main_params: list[torch.nn.Parameter], clip: float, fast: FastPath,
+            teacher: torch.nn.Module | None = None, distill: float = 0.0) -> dict[str, torch.Tensor]:
+    """One rate-distortion step of the main parameters (forward under the fast path's autocast).
+
+    With a ``teacher`` (QAT's ``--distill``), the loss adds ``distill · λ · 255² · MSE(x̂, x̂_teacher)``: the
+    fake-quantized model is also pulled towards the float model's reconstruction (the teacher runs in eval
+    mode, rounded latents, no gradient), output distillation as in QAT with knowledge distillation (Kim et
+    al. 2019) and FEDS (Fu et al. 2023). ``losses["loss"]`` stays the plain RD loss, so logs compare."""
     with fast.autocast():
         out = net(fast.to_input(pixels))
     losses = rd_loss(out, pixels, lmbda)
+    objective = losses["loss"]
+    if teacher is not None and distill > 0:
+        with torch.no_grad():
+            target = output_to_pixels(teacher(fast.to_input(pixels), noisy_rate=False)["x_hat"])
+        gap = torch.mean(((output_to_pixels(out["x_hat"]) - target) / 255.0) ** 2)
+        losses["distill_mse"] = gap.detach()
+        objective = objective + distill * lmbda * 255.0**2 * gap
     optimizer.zero_grad(set_to_none=True)
-    losses["loss"].backward()
+    objective.backward()
     torch.nn.utils.clip_grad_norm_(main_params, clip)
     optimizer.step()
     return losses
@@ -310,6 +323,17 @@ def train(args: argparse.Namespace) -> Path:
                              hyper_activation=args.hyper_activation or "relu")
 
     model = model_from_config(asdict(config))
+    teacher = None
+    if args.distill:
+        if args.phase != "qat" or not args.init:
+            raise SystemExit("--distill is for QAT from a float --init (the teacher)")
+        teacher_state = torch.load(args.init, map_location="cpu", weights_only=False)
+        if any(k.endswith(".quantized") and bool(v) for k, v in teacher_state["model"].items()):
+            raise SystemExit(f"--distill: the --init {args.init} is already quantized; the teacher must be float")
+        teacher = model_from_config(teacher_state["config"])
+        teacher.load_state_dict(teacher_state["model"])
+        teacher.eval().requires_grad_(False)
+        print(f"distilling from the float model {args.init} (weight {args.distill})")
     if state is not None:
         model.load_state_dict(state["model"])
     elif args.init:
@@ -349,6 +373,8 @@ def train(args: argparse.Namespace) -> Path:
     if hasattr(model, "z_rate"):
         model.z_rate = args.z_rate
     model.to(device)
+    if teacher is not None:
+        teacher.to(device)
 
     main_params = [p for n, p in model.named_parameters() if not n.endswith(".quantiles")]
     aux_params = [p for n, p in model.named_parameters() if n.endswith(".quantiles")]
@@ -418,7 +444,7 @@ def train(args: argparse.Namespace) -> Path:
         for group in optimizer.param_groups:
             group["lr"] = lr
         pixels = loader.next().to(device, non_blocking=True)
-        losses = rd_step(net, pixels, lmbda, optimizer, main_params, args.clip, fast)
+        losses = rd_step(net, pixels, lmbda, optimizer, main_params, args.clip, fast, teacher, args.distill)
         aux = aux_step(model, aux_optimizer, aux_params, world)
         step += 1
         for key in ("loss", "bpp", "mse", "psnr"):
@@ -523,6 +549,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--equalize", action=argparse.BooleanOptionalAction, default=True,
                    help="QAT from a float --init: equalize the channels of g_s's last input before calibration "
                         "(cross-layer equalization, fxlic.qat.equalize; default on)")
+    p.add_argument("--distill", type=float, default=0.0,
+                   help="QAT from a float --init: add DISTILL · λ·255²·MSE(x̂, x̂ of the float --init model) to "
+                        "the loss (output distillation; the float model is the teacher; 0: off)")
     p.add_argument("--latent-rounding", choices=["accumulator", "requantize"], default="accumulator",
                    help="QAT from a float --init: how the int8 model rounds ŷ (docs/fixed-point.md FXP-Q6): "
                         "accumulator (a twin of g_a's last conv at fix 0, one rounding; default) or requantize "

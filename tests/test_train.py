@@ -245,3 +245,45 @@ def test_z_rate_defaults_by_phase(train_dir, tmp_path) -> None:
                            "--no-search-weight-steps", *flags, *TINY]) == 0
         state = torch.load(qat / "checkpoint.pt", weights_only=False)
         assert state["args"]["z_rate"] == z_rate and state["step"] == 2
+
+
+def test_distill_pulls_towards_the_float_teacher(train_dir, tmp_path) -> None:
+    """``--distill W``: the QAT loss adds W·λ·255²·MSE(x̂, x̂_teacher) with the float ``--init`` as teacher.
+
+    A student identical to its teacher has no gap; a perturbed one has a positive gap whose gradient moves
+    it (the logged loss stays the plain RD loss). The option needs a float --init."""
+    from fxlic.qat.models import MeanScaleHyperprior, ModelConfig
+    from fxlic.qat.train import FastPath, rd_step
+
+    torch.manual_seed(0)
+    teacher = MeanScaleHyperprior(ModelConfig(N=8, M=12, hyper_activation="relu")).eval()
+    student = MeanScaleHyperprior(ModelConfig(N=8, M=12, hyper_activation="relu"))
+    student.load_state_dict(teacher.state_dict())
+    student.eval()  # same rounding as the teacher: the two reconstructions are equal
+    pixels = torch.randint(0, 256, (2, 3, 64, 64)).float()
+    fast = FastPath.baseline(torch.device("cpu"))
+    params = [p for n, p in student.named_parameters() if not n.endswith(".quantiles")]
+    optimizer = torch.optim.SGD(params, lr=0.0)
+    plain = rd_step(student, pixels, 0.013, optimizer, params, 1.0, fast)
+    same = rd_step(student, pixels, 0.013, optimizer, params, 1.0, fast, teacher, 1.0)
+    assert float(same["distill_mse"]) == 0.0
+    assert float(same["loss"].detach()) == pytest.approx(float(plain["loss"].detach()))
+    with torch.no_grad():
+        student.g_s[-1].conv.bias.add_(0.05)
+    apart = rd_step(student, pixels, 0.013, optimizer, params, 1.0, fast, teacher, 1.0)
+    assert float(apart["distill_mse"]) > 0.0
+    assert student.g_s[-1].conv.bias.grad is not None and bool(torch.any(student.g_s[-1].conv.bias.grad != 0))
+
+    run = tmp_path / "float"
+    assert train_main(["--data", str(train_dir), "--out", str(run), "--steps", "2", *TINY]) == 0
+    qat = tmp_path / "qat"
+    assert train_main(["--data", str(train_dir), "--out", str(qat), "--phase", "qat", "--init",
+                       str(run / "checkpoint.pt"), "--steps", "2", "--calib-batches", "2",
+                       "--no-search-weight-steps", "--distill", "1", *TINY]) == 0
+    assert torch.load(qat / "checkpoint.pt", weights_only=False)["args"]["distill"] == 1.0
+    with pytest.raises(SystemExit, match="distill"):
+        train_main(["--data", str(train_dir), "--out", str(tmp_path / "bad"), "--steps", "1", "--distill", "1",
+                    *TINY])
+    with pytest.raises(SystemExit, match="teacher must be float"):
+        train_main(["--data", str(train_dir), "--out", str(tmp_path / "bad2"), "--phase", "qat", "--init",
+                    str(qat / "checkpoint.pt"), "--steps", "1", "--distill", "1", *TINY])
