@@ -44,6 +44,8 @@
 # mean head's resolution are defaults; the lanes as below): the same command.
 # The releases of 2026-12-03 (QAT prices z at the coded ẑ, the default) ran the recipe's steps by hand, one
 # point at a time from two trunk steps (285,200 for q6, q8, q10; 296,800 for q0, q2, q4): README "Reproduce".
+# The third release of 2026-12-03 (every point from the trunk at step 334,613, QAT with z at ẑ): the command
+# of the fourth 2026-12-02 release above.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-runs}
