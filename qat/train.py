@@ -65,6 +65,11 @@ def learning_rate(progress: float, base: float, warmup: float = 1.0) -> float:
     return (base if progress < 0.8 else base / 10.0) * warmup
 
 
+def is_quantized_state(model_state: dict) -> bool:
+    """Whether a checkpoint's model state is calibrated (QAT/PTQ): any layer's ``quantized`` flag set."""
+    return any(k.endswith(".quantized") and bool(v) for k, v in model_state.items())
+
+
 def save_checkpoint(path: Path, state: dict) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
@@ -311,7 +316,7 @@ def train(args: argparse.Namespace) -> Path:
             # adapts them (LeakyReLU(26/256) → ReLU changes only negative pre-activations, by 10 %).
             print(f"hyper activation {config.hyper_activation} → {args.hyper_activation} (from --init)")
             config = replace(config, hyper_activation=args.hyper_activation)
-        init_quantized = any(k.endswith(".quantized") and bool(v) for k, v in init["model"].items())
+        init_quantized = is_quantized_state(init["model"])
         if args.phase == "qat" and not init_quantized and config.latent_rounding != args.latent_rounding:
             # chosen at calibration, which follows: the float model is the same either way (FXP-Q6)
             print(f"latent rounding {config.latent_rounding} → {args.latent_rounding} (QAT calibration)")
@@ -328,7 +333,7 @@ def train(args: argparse.Namespace) -> Path:
         if args.phase != "qat" or not args.init:
             raise SystemExit("--distill is for QAT from a float --init (the teacher)")
         teacher_state = torch.load(args.init, map_location="cpu", weights_only=False)
-        if any(k.endswith(".quantized") and bool(v) for k, v in teacher_state["model"].items()):
+        if is_quantized_state(teacher_state["model"]):
             raise SystemExit(f"--distill: the --init {args.init} is already quantized; the teacher must be float")
         teacher = model_from_config(teacher_state["config"])
         teacher.load_state_dict(teacher_state["model"])
