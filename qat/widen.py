@@ -33,6 +33,7 @@ import torch
 from .charm import model_from_config
 from .data import CropSampler
 from .models import MeanScaleHyperprior, pixels_to_input
+from .train import is_quantized_state
 
 
 def _grow(tensor: torch.Tensor, dim: int, size: int, fill: torch.Tensor | None = None) -> torch.Tensor:
@@ -50,17 +51,18 @@ def widen_latents(state: dict, M: int, data: str | Path, new_std: float = 0.6, s
     Returns a weights-only state (``model``, ``config``, ``weights_only``) whose float forward gives the
     same x̂ and z as ``state`` on any input; ``data``: training photos for the new channels' y statistics.
     """
-    config = model_from_config(state["config"]).config
-    if not isinstance(model_from_config(asdict(config)), MeanScaleHyperprior):
+    parent = model_from_config(state["config"])
+    if not isinstance(parent, MeanScaleHyperprior):
         raise ValueError("widen_latents needs a mean-scale model")
+    if is_quantized_state(state["model"]):
+        raise ValueError("widen a float model (before QAT): fix positions do not carry over")
+    config = parent.config
     old_M, N = config.M, config.N
     if M <= old_M:
         raise ValueError(f"M must grow: the model has M = {old_M}, asked for {M}")
     if M % 2:
         raise ValueError("M must be even (h_s's hidden width is 3M/2)")
     old = {k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()}
-    if any(bool(v) for k, v in old.items() if k.endswith(".quantized")):
-        raise ValueError("widen a float model (before QAT): fix positions do not carry over")
     generator = torch.Generator().manual_seed(seed)
     hidden_old, hidden = old_M * 3 // 2, M * 3 // 2
     added = M - old_M

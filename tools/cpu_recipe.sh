@@ -46,6 +46,8 @@
 # point at a time from two trunk steps (285,200 for q6, q8, q10; 296,800 for q0, q2, q4): README "Reproduce".
 # The third release of 2026-12-03 (every point from the trunk at step 334,613, QAT with z at ẑ): the command
 # of the fourth 2026-12-02 release above.
+# The fourth release of 2026-12-03 (q6, q8 fine-tuned 25 minutes longer, q4 from the trunk at step 364,200)
+# ran those steps by hand after that command: models/meanscale.md "Reproduce".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-runs}
