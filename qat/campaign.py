@@ -17,6 +17,12 @@ than the difference of two BD-rates against VTM.
 ``log r`` against ``log t``). It is an extrapolation from a handful of points, printed as such: it says
 what the measured trend needs, not what would happen.
 
+**Recent trend.** The same fit over the latest stretches only: the releases of the stop rule's window and
+the one before it (``STOP_STRETCHES + 1`` releases of the current architecture). The all-releases fit mixes
+the early gains of method changes (the fast path, ReLU, the QAT's conversions) with those of training
+minutes; the recent one is what more minutes of the current recipe buy now, the figure the stop rule's
+block states.
+
 **Stop rule** (issue 11): if three stretches of about two training hours in a row each gain less than 2 %
 BD-rate, stop, publish this curve and block. A stretch is one release; its gain is ``−vs_previous_pct``.
 
@@ -103,7 +109,24 @@ def stretches_under_bar(releases: list[Release]) -> int:
     return count
 
 
-def summary(releases: list[Release], fit: PowerLaw | None) -> str:
+def recent_releases(releases: list[Release]) -> list[Release]:
+    """The stop rule's window and the release before it: the latest ``STOP_STRETCHES + 1`` releases of the
+    newest architecture (fewer if there are fewer)."""
+    current = [r for r in releases if r.architecture == releases[-1].architecture]
+    return current[-(STOP_STRETCHES + 1):]
+
+
+def _extrapolations(fit: PowerLaw) -> list[str]:
+    lines = []
+    for bar in BARS_PCT:
+        t = fit.minutes_for(bar)
+        when = ("never (no measured trend down)" if math.isinf(t)
+                else f"≈ {t:,.0f} CPU-minutes ({t / 1440:,.0f} CPU-days)")
+        lines.append(f"  extrapolated to reach {bar:+.0f} %: {when}")
+    return lines
+
+
+def summary(releases: list[Release], fit: PowerLaw | None, recent: PowerLaw | None = None) -> str:
     lines = ["release                      CPU-min  GPU-min  q4 steps   BD vs VTM   vs previous"]
     for r in releases:
         previous = f"{r.vs_previous_pct:+.2f} %" if r.vs_previous_pct is not None else "—"
@@ -114,15 +137,16 @@ def summary(releases: list[Release], fit: PowerLaw | None) -> str:
                  f"({'stop and block' if under >= STOP_STRETCHES else 'campaign goes on'})")
     if fit is not None:
         lines.append(f"fit (releases of {releases[-1].architecture}): 1 + BD/100 = {fit.a:.3f} · t^(−{fit.k:.4f})")
-        for bar in BARS_PCT:
-            t = fit.minutes_for(bar)
-            when = ("never (no measured trend down)" if math.isinf(t)
-                    else f"≈ {t:,.0f} CPU-minutes ({t / 1440:,.0f} CPU-days)")
-            lines.append(f"  extrapolated to reach {bar:+.0f} %: {when}")
+        lines += _extrapolations(fit)
+    if recent is not None:
+        window = recent_releases(releases)
+        lines.append(f"recent trend ({window[0].name} … {window[-1].name}, {len(window)} releases): "
+                     f"1 + BD/100 = {recent.a:.3f} · t^(−{recent.k:.4f})")
+        lines += _extrapolations(recent)
     return "\n".join(lines)
 
 
-def plot_campaign(releases: list[Release], fit: PowerLaw | None, out: Path) -> None:
+def plot_campaign(releases: list[Release], fit: PowerLaw | None, out: Path, recent: PowerLaw | None = None) -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8.5, 5.2))
     for arch in dict.fromkeys(r.architecture for r in releases):
@@ -138,7 +162,14 @@ def plot_campaign(releases: list[Release], fit: PowerLaw | None, out: Path) -> N
         t1 = max(t0 * 100, max(r.cpu_minutes for r in current) * 10)
         ts = [t0 * (t1 / t0) ** (i / 200) for i in range(201)]
         ax.plot(ts, [(fit.ratio(t) - 1) * 100 for t in ts], "--", color="gray",
-                label=f"power-law extrapolation (k = {fit.k:.3f})")
+                label=f"power-law extrapolation, all releases (k = {fit.k:.3f})")
+    if recent is not None:
+        window = recent_releases(releases)
+        t0 = window[0].cpu_minutes
+        t1 = max(window[-1].cpu_minutes * 10, t0 * 100)
+        ts = [t0 * (t1 / t0) ** (i / 200) for i in range(201)]
+        ax.plot(ts, [(recent.ratio(t) - 1) * 100 for t in ts], ":", color="black",
+                label=f"power-law extrapolation, last {len(window)} releases (k = {recent.k:.3f})")
     for bar in BARS_PCT:
         ax.axhline(bar, color="tab:red", lw=0.8, ls=":")
         ax.text(0.01, bar, f" bar {bar:+.0f} %", transform=ax.get_yaxis_transform(), fontsize=7,
@@ -164,9 +195,16 @@ def main(argv: list[str] | None = None) -> int:
         fit: PowerLaw | None = fit_power_law([r.cpu_minutes for r in current], [r.bdrate_vs_vtm_pct for r in current])
     except ValueError:  # fewer than two distinct CPU-minutes: no trend to draw
         fit = None
-    print(summary(releases, fit))
+    window = recent_releases(releases)
+    recent: PowerLaw | None = None
+    if len(window) < len(current):  # a distinct window only; else it is the fit above
+        try:
+            recent = fit_power_law([r.cpu_minutes for r in window], [r.bdrate_vs_vtm_pct for r in window])
+        except ValueError:
+            recent = None
+    print(summary(releases, fit, recent))
     if args.out:
-        plot_campaign(releases, fit, Path(args.out))
+        plot_campaign(releases, fit, Path(args.out), recent)
         print(f"wrote {args.out}")
     return 0
 

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from fxlic.qat.campaign import Release, fit_power_law, read_campaign, stretches_under_bar
+from fxlic.qat.campaign import (
+    STOP_STRETCHES,
+    Release,
+    fit_power_law,
+    read_campaign,
+    recent_releases,
+    stretches_under_bar,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,6 +45,14 @@ def test_stop_rule_counts_the_latest_stretches_in_a_row() -> None:
     assert stretches_under_bar([_release(None), _release(0.5), _release(1.9)]) == 2
     assert stretches_under_bar([_release(0.5), _release(4.1)]) == 0
     assert stretches_under_bar([_release(1.0), _release(4.1), _release(0.2), _release(-1.0), _release(1.5)]) == 3
+
+
+def test_recent_trend_is_the_stop_rule_window_and_the_release_before_it() -> None:
+    releases = [Release(f"r{i}", 0, 100.0 * (i + 1), 0.0, 200.0 - i, -1.0, "old" if i < 2 else "new", "")
+                for i in range(8)]
+    window = recent_releases(releases)
+    assert [r.name for r in window] == [f"r{i}" for i in range(8 - STOP_STRETCHES - 1, 8)]
+    assert recent_releases(releases[:3]) == releases[2:3]  # only the newest architecture's releases
 
 
 def test_committed_table_matches_the_shipped_measurement() -> None:
