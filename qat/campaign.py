@@ -42,6 +42,7 @@ from .figures import pyplot, save_figure
 STOP_GAIN_PCT = 2.0  # a stretch that gains less than this counts towards the stop rule
 STOP_STRETCHES = 3  # ... this many in a row stop the campaign
 BARS_PCT = (60.0, 35.0)  # the bars, BD-rate vs VTM
+FLAT_MINUTES = 1e7  # extrapolations beyond this (19 CPU-years) are printed in powers of ten, as flat
 
 
 @dataclass(frozen=True)
@@ -120,8 +121,12 @@ def _extrapolations(fit: PowerLaw) -> list[str]:
     lines = []
     for bar in BARS_PCT:
         t = fit.minutes_for(bar)
-        when = ("never (no measured trend down)" if math.isinf(t)
-                else f"≈ {t:,.0f} CPU-minutes ({t / 1440:,.0f} CPU-days)")
+        if math.isinf(t):
+            when = "never (no measured trend down)"
+        elif t > FLAT_MINUTES:
+            when = f"≈ {t:.1e} CPU-minutes (≈ {t / 525_960:.1e} CPU-years: a flat trend, no budget reaches it)"
+        else:
+            when = f"≈ {t:,.0f} CPU-minutes ({t / 1440:,.0f} CPU-days)"
         lines.append(f"  extrapolated to reach {bar:+.0f} %: {when}")
     return lines
 

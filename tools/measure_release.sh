@@ -12,6 +12,11 @@
 #   LANES=2 (the default where nproc ≥ 2) runs the integer codec's evaluations (int8, PTQ) on one core
 #   beside the float twins' on the other, instead of one after the other on both (the same figures:
 #   every evaluation is deterministic; the timing columns of the per-image CSVs are one core's).
+#   ONLY=Q re-measures one rate point, quality Q (a release that changed that point only): its int8 (the
+#   installed model), PTQ, float twin and QAT-weights-in-float figures go to OUT_DIR/point-qQ/ and replace
+#   point Q in OUT_DIR's curves and per-image CSVs (tools/rd_curve.py --replace-point; every evaluation is
+#   deterministic, so the other points' committed figures stand); RUNS_DIR needs only meanscale-qQ-*.
+#   The learning curves are not redrawn (they plot RUNS_DIR, which then holds one point).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-runs}
@@ -40,6 +45,22 @@ float_evals() {
     --ideal-out "$OUT/meanscale-qat-float-ideal.json" --name fxlic-meanscale-qat-weights-float \
     --threads "$FLOAT_THREADS" > "$OUT/eval-qat-float.log"
 }
+if [ -n "${ONLY:-}" ]; then  # one rate point: the evaluations below write to OUT/point-qQ, then replace it
+  FULL_OUT=$OUT
+  OUT="$FULL_OUT/point-q$ONLY"
+  INDEX=$(echo $Q | tr ' ' '\n' | grep -nx "$ONLY" | cut -d: -f1)
+  [ -n "$INDEX" ] || { echo "ONLY=$ONLY is not one of QUALITIES ($Q)" >&2; exit 2; }
+  INDEX=$((INDEX - 1))
+  Q=$ONLY
+  mkdir -p "$OUT"
+  integer_evals() {
+    .venv/bin/fxlic eval --model meanscale --qualities "$ONLY" --images "$K" --out "$OUT" \
+      --name fxlic-meanscale-int8 > "$OUT/eval-int8.log"
+    .venv/bin/fxlic eval --model-files "$RUNS/meanscale-q$ONLY-ptq.npz" --images "$K" \
+      --out "$OUT/ptq" --name fxlic-meanscale-int8-ptq > "$OUT/eval-int8-ptq.log"
+    mv "$OUT/ptq/meanscale.json" "$OUT/meanscale-ptq.json"
+  }
+fi
 lane() {  # CPU FUNCTION: run FUNCTION in a subshell pinned to CPU (its processes inherit the affinity)
   ( taskset -cp "$1" "$BASHPID" > /dev/null; "$2" )
 }
@@ -52,6 +73,16 @@ if [ "$LANES" -ge 2 ]; then
 else
   integer_evals
   float_evals
+fi
+if [ -n "${ONLY:-}" ]; then
+  for curve in meanscale meanscale-ptq meanscale-float meanscale-float-ideal meanscale-qat-float meanscale-qat-float-ideal; do
+    $PY tools/rd_curve.py "$FULL_OUT/$curve.json" "$FULL_OUT/$curve.json" --replace-point "$INDEX" "$OUT/$curve.json"
+  done
+  cp "$OUT"/*.csv "$FULL_OUT/"
+  cp "$OUT"/ptq/*.csv "$FULL_OUT/ptq/"
+  for log in "$OUT"/eval-*.log; do cp "$log" "$FULL_OUT/$(basename "$log" .log)-q$ONLY.log"; done
+  OUT=$FULL_OUT
+  Q=${QUALITIES:-0 2 4 6 8}
 fi
 {
   echo "## vs VTM (BD-rate reference)"
@@ -101,7 +132,9 @@ fi
 .venv/bin/fxlic plot "$OUT/rd.png" "$OUT/meanscale.json" "$OUT/meanscale-float.json" \
   $(for a in vtm bpg_444_x265_ycbcr jpeg webp compressai-mbt2018-mean_mse_cpu compressai-bmshj2018-hyperprior_mse_cpu; do
     echo --anchors "$A/$a.json"; done)
-$PY -m fxlic.qat.curves "$RUNS" -o "$OUT/../learning-curves.png"
-.venv/bin/fxlic verify-qat models/meanscale-q4.npz "$K" --checkpoint "$RUNS/meanscale-q4-qat/checkpoint.pt" \
-  --json "$OUT/layer-equality-q4.json" | tee "$OUT/layer-equality-q4.txt"
+[ -n "${ONLY:-}" ] || $PY -m fxlic.qat.curves "$RUNS" -o "$OUT/../learning-curves.png"
+if [ -e "$RUNS/meanscale-q4-qat/checkpoint.pt" ]; then  # (with ONLY=Q≠4 the committed q4 check stands)
+  .venv/bin/fxlic verify-qat models/meanscale-q4.npz "$K" --checkpoint "$RUNS/meanscale-q4-qat/checkpoint.pt" \
+    --json "$OUT/layer-equality-q4.json" | tee "$OUT/layer-equality-q4.txt"
+fi
 [ "$SPEED_N" = 0 ] || $PY benchmarks/codec_speed.py --images "$K" --limit "$SPEED_N" --threads 2 | tee "$OUT/speed.txt"
