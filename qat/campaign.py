@@ -110,11 +110,23 @@ def stretches_under_bar(releases: list[Release]) -> int:
     return count
 
 
+def current_releases(releases: list[Release]) -> list[Release]:
+    """The releases of the newest architecture: the ones a trend is fitted to."""
+    return [r for r in releases if r.architecture == releases[-1].architecture]
+
+
 def recent_releases(releases: list[Release]) -> list[Release]:
     """The stop rule's window and the release before it: the latest ``STOP_STRETCHES + 1`` releases of the
     newest architecture (fewer if there are fewer)."""
-    current = [r for r in releases if r.architecture == releases[-1].architecture]
-    return current[-(STOP_STRETCHES + 1):]
+    return current_releases(releases)[-(STOP_STRETCHES + 1):]
+
+
+def fit_releases(releases: list[Release]) -> PowerLaw | None:
+    """The power law through these releases; None where they span fewer than two distinct CPU-minutes."""
+    try:
+        return fit_power_law([r.cpu_minutes for r in releases], [r.bdrate_vs_vtm_pct for r in releases])
+    except ValueError:
+        return None
 
 
 def _extrapolations(fit: PowerLaw) -> list[str]:
@@ -151,6 +163,15 @@ def summary(releases: list[Release], fit: PowerLaw | None, recent: PowerLaw | No
     return "\n".join(lines)
 
 
+def _draw_trend(ax, fit: PowerLaw, fitted: list[Release], style: str, color: str, what: str) -> None:
+    """The fitted curve from the first fitted release to 10× the last (at least two decades)."""
+    t0 = min(r.cpu_minutes for r in fitted)
+    t1 = max(t0 * 100, max(r.cpu_minutes for r in fitted) * 10)
+    ts = [t0 * (t1 / t0) ** (i / 200) for i in range(201)]
+    ax.plot(ts, [(fit.ratio(t) - 1) * 100 for t in ts], style, color=color,
+            label=f"power-law extrapolation, {what} (k = {fit.k:.3f})")
+
+
 def plot_campaign(releases: list[Release], fit: PowerLaw | None, out: Path, recent: PowerLaw | None = None) -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8.5, 5.2))
@@ -162,19 +183,10 @@ def plot_campaign(releases: list[Release], fit: PowerLaw | None, out: Path, rece
             ax.annotate(r.name, (r.cpu_minutes, r.bdrate_vs_vtm_pct), fontsize=7, xytext=(4, 4),
                         textcoords="offset points")
     if fit is not None:
-        current = [r for r in releases if r.architecture == releases[-1].architecture]
-        t0 = min(r.cpu_minutes for r in current)
-        t1 = max(t0 * 100, max(r.cpu_minutes for r in current) * 10)
-        ts = [t0 * (t1 / t0) ** (i / 200) for i in range(201)]
-        ax.plot(ts, [(fit.ratio(t) - 1) * 100 for t in ts], "--", color="gray",
-                label=f"power-law extrapolation, all releases (k = {fit.k:.3f})")
+        _draw_trend(ax, fit, current_releases(releases), "--", "gray", "all releases")
     if recent is not None:
         window = recent_releases(releases)
-        t0 = window[0].cpu_minutes
-        t1 = max(window[-1].cpu_minutes * 10, t0 * 100)
-        ts = [t0 * (t1 / t0) ** (i / 200) for i in range(201)]
-        ax.plot(ts, [(recent.ratio(t) - 1) * 100 for t in ts], ":", color="black",
-                label=f"power-law extrapolation, last {len(window)} releases (k = {recent.k:.3f})")
+        _draw_trend(ax, recent, window, ":", "black", f"last {len(window)} releases")
     for bar in BARS_PCT:
         ax.axhline(bar, color="tab:red", lw=0.8, ls=":")
         ax.text(0.01, bar, f" bar {bar:+.0f} %", transform=ax.get_yaxis_transform(), fontsize=7,
@@ -195,18 +207,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-o", "--out", help="PNG to write (the curve and its extrapolation)")
     args = p.parse_args(argv)
     releases = read_campaign(Path(args.csv))
-    current = [r for r in releases if r.architecture == releases[-1].architecture]
-    try:
-        fit: PowerLaw | None = fit_power_law([r.cpu_minutes for r in current], [r.bdrate_vs_vtm_pct for r in current])
-    except ValueError:  # fewer than two distinct CPU-minutes: no trend to draw
-        fit = None
+    current = current_releases(releases)
+    fit = fit_releases(current)
     window = recent_releases(releases)
-    recent: PowerLaw | None = None
-    if len(window) < len(current):  # a distinct window only; else it is the fit above
-        try:
-            recent = fit_power_law([r.cpu_minutes for r in window], [r.bdrate_vs_vtm_pct for r in window])
-        except ValueError:
-            recent = None
+    # the window's own fit only where it is a distinct subset; else it is the fit above
+    recent = fit_releases(window) if len(window) < len(current) else None
     print(summary(releases, fit, recent))
     if args.out:
         plot_campaign(releases, fit, Path(args.out), recent)

@@ -30,8 +30,9 @@ mkdir -p "$OUT"
 ckpts() { for q in $Q; do echo "$RUNS/meanscale-q$q-$1/checkpoint.pt"; done; }
 LANES=${LANES:-$(( $(nproc) >= 2 ? 2 : 1 ))}
 FLOAT_THREADS=$(( LANES >= 2 ? 1 : 2 ))
-integer_evals() {
-  .venv/bin/fxlic eval --model meanscale --images "$K" --out "$OUT" --name fxlic-meanscale-int8 > "$OUT/eval-int8.log"
+integer_evals() {  # the installed int8 models (every shipped quality, or ONLY's)
+  .venv/bin/fxlic eval --model meanscale ${ONLY:+--qualities "$ONLY"} --images "$K" --out "$OUT" \
+    --name fxlic-meanscale-int8 > "$OUT/eval-int8.log"
   .venv/bin/fxlic eval --model-files $(for q in $Q; do echo "$RUNS/meanscale-q$q-ptq.npz"; done) --images "$K" \
     --out "$OUT/ptq" --name fxlic-meanscale-int8-ptq > "$OUT/eval-int8-ptq.log"
   mv "$OUT/ptq/meanscale.json" "$OUT/meanscale-ptq.json"
@@ -51,15 +52,9 @@ if [ -n "${ONLY:-}" ]; then  # one rate point: the evaluations below write to OU
   INDEX=$(echo $Q | tr ' ' '\n' | grep -nx "$ONLY" | cut -d: -f1)
   [ -n "$INDEX" ] || { echo "ONLY=$ONLY is not one of QUALITIES ($Q)" >&2; exit 2; }
   INDEX=$((INDEX - 1))
-  Q=$ONLY
+  ALL_Q=$Q
+  Q=$ONLY  # the evaluations below see one quality
   mkdir -p "$OUT"
-  integer_evals() {
-    .venv/bin/fxlic eval --model meanscale --qualities "$ONLY" --images "$K" --out "$OUT" \
-      --name fxlic-meanscale-int8 > "$OUT/eval-int8.log"
-    .venv/bin/fxlic eval --model-files "$RUNS/meanscale-q$ONLY-ptq.npz" --images "$K" \
-      --out "$OUT/ptq" --name fxlic-meanscale-int8-ptq > "$OUT/eval-int8-ptq.log"
-    mv "$OUT/ptq/meanscale.json" "$OUT/meanscale-ptq.json"
-  }
 fi
 lane() {  # CPU FUNCTION: run FUNCTION in a subshell pinned to CPU (its processes inherit the affinity)
   ( taskset -cp "$1" "$BASHPID" > /dev/null; "$2" )
@@ -82,7 +77,7 @@ if [ -n "${ONLY:-}" ]; then
   cp "$OUT"/ptq/*.csv "$FULL_OUT/ptq/"
   for log in "$OUT"/eval-*.log; do cp "$log" "$FULL_OUT/$(basename "$log" .log)-q$ONLY.log"; done
   OUT=$FULL_OUT
-  Q=${QUALITIES:-0 2 4 6 8}
+  Q=$ALL_Q
 fi
 {
   echo "## vs VTM (BD-rate reference)"

@@ -10,8 +10,8 @@ the first five of a six-point ladder) and under names that say which ladder is w
 A release that changes one rate point measures only that point (every evaluation is deterministic, so the
 unchanged points' figures stand) and puts it in its place in the ladder's curve, in file order:
 
-    python tools/rd_curve.py results/kodak/meanscale.json results/kodak/meanscale.json \
-        --replace-point 2 runs15/kodak-q4/meanscale.json
+    python tools/rd_curve.py results/kodak/meanscale.json results/kodak/meanscale.json \\
+        --replace-point 2 results/kodak/point-q4/meanscale.json
 """
 
 from __future__ import annotations
