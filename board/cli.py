@@ -57,9 +57,9 @@ EXIT_OK, EXIT_MISMATCH = 0, 1
 def cmd_run(args: argparse.Namespace) -> int:
     golden = GoldenSet(args.golden)
     out = Path(args.out)
-    model = (simulation_model(args, golden.model["name"], golden.model["quality"], golden.model["hash"])
-             if args.simulate else model_for(golden.model["name"], golden.model["quality"], args.model_file,
-                                              golden.model["hash"]))
+    name, quality, stream_hash = golden.model["name"], golden.model["quality"], golden.model["hash"]
+    model = (simulation_model(args, name, quality, stream_hash, golden.decoder) if args.simulate
+             else model_for(name, quality, args.model_file, stream_hash, golden.decoder))
     partition = partition_from_model(model)
     names = name_map(args.names, partition)
     out.mkdir(parents=True, exist_ok=True)
@@ -97,7 +97,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     model_note = ""
     if not args.no_recompute:
         try:
-            model = model_for(golden.model["name"], golden.model["quality"], args.model_file, golden.model["hash"])
+            model = model_for(golden.model["name"], golden.model["quality"], args.model_file, golden.model["hash"],
+                              golden.decoder)
         except (BoardError, ValueError, OSError) as exc:
             model_note = f" (no model to recompute with: {str(exc).splitlines()[0]}; attribution by dataflow)"
     partition = partition_from_model(model) if model is not None else partition_without_model(args, golden)
@@ -110,7 +111,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
         from .tiles import subgraph_tiles
 
-        geometry = model or models.load(golden.model["name"], golden.model["quality"], args.model_file)
+        geometry = model or models.load(golden.model["name"], golden.model["quality"], args.model_file,
+                                        decoder=golden.decoder)
         tiles = subgraph_tiles(geometry, tile)
     comparisons = []
     for image in images:
@@ -156,9 +158,9 @@ def cmd_decode(args: argparse.Namespace) -> int:
     data = Path(args.stream).read_bytes()
     header, _ = unpack(data)
     if args.simulate:
-        model = simulation_model(args, header.model_name, header.quality, None)
+        model = simulation_model(args, header.model_name, header.quality, None, args.decoder)
     else:
-        model = model_for(header.model_name, header.quality, args.model_file)
+        model = model_for(header.model_name, header.quality, args.model_file, decoder=args.decoder)
     partition = partition_from_model(model)
     names = name_map(args.names, partition)
     with contextlib.ExitStack() as stack:
@@ -217,7 +219,8 @@ or, with Python: fxlic board run --xmodel model.xmodel --golden <fxlic golden se
 def cmd_export_golden(args: argparse.Namespace) -> int:
     golden = GoldenSet(args.golden)
     try:
-        model = model_for(golden.model["name"], golden.model["quality"], args.model_file, golden.model["hash"])
+        model = model_for(golden.model["name"], golden.model["quality"], args.model_file, golden.model["hash"],
+                              golden.decoder)
     except (BoardError, ValueError, OSError) as exc:
         raise BoardError(f"export-golden needs the golden set's model file: {exc}") from None
     partition = partition_from_model(model)
@@ -250,7 +253,7 @@ def cmd_export_golden(args: argparse.Namespace) -> int:
 def cmd_partition(args: argparse.Namespace) -> int:
     from fxlic import models
 
-    model = models.load(args.model, args.quality, args.model_file)
+    model = models.load(args.model, args.quality, args.model_file, decoder=args.decoder)
     partition = partition_from_model(model)
     if args.tile and partition.architecture == "charm":
         raise BoardError("--tile: fixed-shape tiles are mean-scale only (charm codes whole images, docs/board.md)")
@@ -354,6 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="decoded PNG")
     p.add_argument("--golden", help="golden set holding this bitstream: compare every decoder tensor and the image")
     p.add_argument("--dump", help="folder for VART's own dump (XLNX_ENABLE_DUMP) during the decode (VART only)")
+    p.add_argument("--decoder", metavar="NAME", help="decode with this lite decoder of the stream's model "
+                   "(default: the model's own g_s; `fxlic models` lists them)")
     p.set_defaults(func=cmd_decode)
 
     p = sub.add_parser("export-golden", help="write a golden set in the XLNX_GOLDEN_DIR and deploy_check layouts")
@@ -366,6 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("partition", help="print the DPU/CPU partition of a model")
     add_model_options(p, "partition")
+    p.add_argument("--decoder", metavar="NAME", help="partition the model with this lite decoder's g_s")
     p.add_argument("--size", help="image size HxW: also print NHWC shapes")
     p.add_argument("--tile", type=int, metavar="PIXELS",
                    help="print each subgraph's fixed tile input shape (what to compile the xmodel for) and, "

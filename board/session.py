@@ -67,13 +67,15 @@ def load_model(path: str | Path):
     return models.load(path=path)
 
 
-def model_for(name: str, quality: int, model_file: str | None, expect_hash: str | None = None):
-    """The model file named (or given), checked against the hash a golden set / stream expects."""
+def model_for(name: str, quality: int, model_file: str | None, expect_hash: str | None = None,
+              decoder: str | None = None):
+    """The model file named (or given), with a lite decoder if named, checked against the stream hash a golden
+    set / stream expects (a lite decoder's streams are its parent model's)."""
     from fxlic import models
 
-    model = models.load(name, quality, model_file)
-    if expect_hash is not None and model.content_hash().hex() != expect_hash:
-        raise BoardError(f"model {model.name} q{model.quality} ({model.content_hash().hex()[:12]}) is not the model "
+    model = models.load(name, quality, model_file, decoder=decoder)
+    if expect_hash is not None and model.stream_hash().hex() != expect_hash:
+        raise BoardError(f"model {model.name} q{model.quality} ({model.stream_hash().hex()[:12]}) is not the model "
                          f"of the golden set ({expect_hash[:12]}); pass the right --model-file")
     return model
 
@@ -86,7 +88,8 @@ def name_map(path: str | None, partition: Partition, fallback_dir: Path | None =
     return default_names(partition)
 
 
-def simulation_model(args: argparse.Namespace, name: str, quality: int, expect_hash: str | None):
+def simulation_model(args: argparse.Namespace, name: str, quality: int, expect_hash: str | None,
+                     decoder: str | None = None):
     xmodels = args.xmodel or []
     if len(xmodels) > 1:
         raise BoardUsageError("--simulate takes at most one --xmodel (a model file .npz)")
@@ -94,7 +97,7 @@ def simulation_model(args: argparse.Namespace, name: str, quality: int, expect_h
         raise BoardUsageError(f"--simulate runs the integer reference: --xmodel must be a model file (.npz), "
                           f"got {xmodels[0]}")
     model_file = xmodels[0] if xmodels else args.model_file
-    return model_for(name, quality, model_file, expect_hash)
+    return model_for(name, quality, model_file, expect_hash, decoder)
 
 
 def make_runner(args: argparse.Namespace, model, names: NameMap, dump_dir: Path | None, tile: int = 0) -> BoardRunner:
@@ -190,7 +193,8 @@ def partition_without_model(args: argparse.Namespace, golden: GoldenSet) -> Part
     """Without the model's hash matching we still need its geometry: take the shipped/given file as is."""
     from fxlic import models
 
-    return partition_from_model(models.load(golden.model["name"], golden.model["quality"], args.model_file))
+    return partition_from_model(models.load(golden.model["name"], golden.model["quality"], args.model_file,
+                                            decoder=golden.decoder))
 
 
 def first_size(golden: GoldenSet) -> tuple[int | None, int | None]:

@@ -38,13 +38,14 @@ _CODECS: dict[tuple[int, int | None], object] = {}
 
 
 def load_codec(name: str | None = None, quality: int | None = None, model_file: str | None = None,
-               tile: int | None = None):
+               tile: int | None = None, decoder: str | None = None, decoder_file: str | None = None):
     """The golden codec of a shipped model (name, quality) or a model file (``fxlic.models.load``),
-    running its transforms in tiles of ``tile`` pixels (None: the codec's default; 0: whole image)."""
+    running its transforms in tiles of ``tile`` pixels (None: the codec's default; 0: whole image), with the
+    model's own synthesis or a lite decoder (``decoder``: a shipped one's name; ``decoder_file``)."""
     from fxlic import models
     from fxlic.codec import open_codec
 
-    model = models.load(name, quality, model_file)
+    model = models.load(name, quality, model_file, decoder=decoder, decoder_file=decoder_file)
     key = (id(model), tile)
     if key not in _CODECS:
         _CODECS[key] = open_codec(model) if tile is None else open_codec(model, tile=tile)
@@ -129,14 +130,16 @@ def cmd_decode(args: argparse.Namespace) -> int:
     def decode_one(job) -> None:
         data = job.source.read_bytes()
         header, _ = unpack(data)
-        codec = load_codec(header.model_name, header.quality, args.model_file, args.tile)
+        codec = load_codec(header.model_name, header.quality, args.model_file, args.tile, args.decoder,
+                           args.decoder_file)
         pixels = codec.decode(data)
         if header.colour == COLOUR_GRAY:
             pixels = to_gray(pixels)
         write_atomically(job.target, encode_png(pixels))
         if not args.quiet:
             kind = "gray" if header.colour == COLOUR_GRAY else "RGB"
-            print(f"{job.source} -> {job.target}: {header.width}x{header.height} {kind}")
+            decoder = "" if codec.model.decoder is None else f" (decoder {codec.model.decoder_name})"
+            print(f"{job.source} -> {job.target}: {header.width}x{header.height} {kind}{decoder}")
 
     return _run_batch(jobs, "decode", decode_one)
 
@@ -191,9 +194,13 @@ def cmd_models(args: argparse.Namespace) -> int:
     entries = []
     for name, files in models.available().items():
         first = load_model_file(next(iter(files.values())))
+        by_quality = {q: models.decoders(name, q) for q in sorted(files)}
+        names = [models.FULL_DECODER, *sorted({d for ds in by_quality.values() for d in ds} - {models.FULL_DECODER})]
         entries.append({"name": name, "qualities": sorted(files), "default_quality": models.default_quality(name),
                         "architecture": first.meta.get("architecture"), "config": first.meta.get("config"),
-                        "files": {str(q): str(p) for q, p in sorted(files.items())}})
+                        "files": {str(q): str(p) for q, p in sorted(files.items())},
+                        # the decoders that decode this model's streams (fxlic decode --decoder NAME)
+                        "decoders": names, "decoders_by_quality": {str(q): ds for q, ds in by_quality.items()}})
     default = models.default_model() if entries else None
     if args.json:
         print(json.dumps({"default": default, "models": entries}, indent=1))
@@ -201,6 +208,9 @@ def cmd_models(args: argparse.Namespace) -> int:
         for e in entries:
             mark = " (default)" if e["name"] == default else ""
             print(f"{e['name']}{mark}: {e['architecture']} {e['config']}, qualities {e['qualities']}")
+            for decoder in e["decoders"][1:]:
+                having = [q for q, ds in e["decoders_by_quality"].items() if decoder in ds]
+                print(f"  decoder {decoder}: qualities {', '.join(having)}")
     return 0
 
 
@@ -253,6 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("-d", "--out-dir", metavar="DIR", help="output folder: DIR/<name>.png (any number of inputs)")
     p.add_argument("--model-file", metavar="FILE.npz",
                    help="decode with this model file (its hash must match the stream's)")
+    dec = p.add_mutually_exclusive_group()
+    dec.add_argument("--decoder", metavar="NAME",
+                     help="decode with this decoder of the stream's model: 'full' (default) or a lite decoder "
+                     "(faster, a little lower quality; `fxlic models` lists them)")
+    dec.add_argument("--decoder-file", metavar="FILE.npz", help="decode with this lite decoder file (it must name "
+                     "the stream's model)")
     add_tile_option(p)
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(func=cmd_decode)

@@ -114,7 +114,7 @@ class Codec:
         self.impl = impl
         self.entropy_impl = entropy_impl
         self.net = IntegerHyperprior(model, impl=impl)
-        self.model_hash = model.content_hash()
+        self.model_hash = model.stream_hash()  # a lite decoder's streams are its parent model's (BS-4)
         self.architecture = _stream_architecture(model)
         self.tile = check_tile(tile)
         self.workers = workers

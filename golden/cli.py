@@ -32,18 +32,20 @@ def _parse_crop(text: str | None) -> tuple[int, int, int, int] | None:
     return parts[0], parts[1], parts[2], parts[3]
 
 
-def _codec(name: str | None, quality: int | None, model_file: str | None):
-    """The golden codec of the model file's architecture (``fxlic.codec.open_codec``: mean-scale or charm)."""
+def _codec(name: str | None, quality: int | None, model_file: str | None, decoder: str | None = None,
+           decoder_file: str | None = None):
+    """The golden codec of the model file's architecture (``fxlic.codec.open_codec``: mean-scale or charm),
+    with its own synthesis or a lite decoder (docs/golden.md, "Sets of a lite decoder")."""
     from fxlic import models
     from fxlic.codec import open_codec
 
-    return open_codec(models.load(name, quality, model_file))
+    return open_codec(models.load(name, quality, model_file, decoder=decoder, decoder_file=decoder_file))
 
 
 def make_main(args: argparse.Namespace) -> int:
     from fxlic.imageio import read_image
 
-    codec = _codec(args.model, args.quality, args.model_file)
+    codec = _codec(args.model, args.quality, args.model_file, args.decoder, args.decoder_file)
     images: dict[str, np.ndarray] = {}
     for spec in args.images:
         path, _, crop_text = spec.partition("@")
@@ -62,7 +64,8 @@ def make_main(args: argparse.Namespace) -> int:
         raise UsageError(f"--tile must be a multiple of {codec.net.latent_stride * codec.net.hyper_stride} pixels")
     manifest = make_set(codec, images, args.out, tile=args.tile)
     count = sum(len(i["arrays"]) for i in manifest["images"])
-    print(f"wrote {args.out}: {len(images)} images, {count} arrays, model {manifest['model']['hash'][:12]}")
+    decoder = f", decoder {codec.model.decoder_name}" if codec.model.decoder is not None else ""
+    print(f"wrote {args.out}: {len(images)} images, {count} arrays, model {manifest['model']['hash'][:12]}{decoder}")
     return 0
 
 
@@ -113,13 +116,22 @@ def _manifest_model(folder: Path) -> tuple[str, int, str]:
     return model["name"], int(model["quality"]), model["hash"]
 
 
+def _manifest_decoder(folder: Path) -> str | None:
+    """The lite decoder a set was made with (its manifest's ``decoder.name``), or None: the model's own."""
+    import json
+
+    decoder = json.loads((folder / "manifest.json").read_text()).get("decoder")
+    return None if decoder is None else str(decoder["name"])
+
+
 def _verify_one(folder: Path, model_file: str | None) -> tuple[int, int]:
     """Verify one set, print its report; (images bit-exact, images)."""
     from fxlic import models
 
     name, quality, model_hash = _manifest_model(folder)
+    decoder = _manifest_decoder(folder)
     try:
-        codec = _codec(name, quality, model_file)
+        codec = _codec(name, quality, model_file, decoder)
     except (models.UnknownModelError, ValueError) as exc:
         raise UsageError(f"{folder}: {str(exc).splitlines()[0]}") from None
     start = time.perf_counter()
@@ -129,7 +141,8 @@ def _verify_one(folder: Path, model_file: str | None) -> tuple[int, int]:
         raise UsageError(f"{folder}: {exc}") from None
     failed = [r for r in reports if not r.ok]
     architecture = codec.model.meta.get("architecture", "meanscale")
-    print(f"golden set {folder} — model {name} q{quality} ({model_hash[:12]}, {architecture})")
+    with_decoder = "" if decoder is None else f", decoder {decoder}"
+    print(f"golden set {folder} — model {name} q{quality} ({model_hash[:12]}, {architecture}{with_decoder})")
     for report in reports:
         status = "OK" if report.ok else "MISMATCH"
         print(f"  {report.name:32s} {report.checked:3d} tensors/streams checked  {status}")
@@ -155,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(p)
     p.add_argument("--images", nargs="+", required=True, metavar="IMAGE[@TOP,LEFT,HEIGHT,WIDTH]",
                    help="image files, each optionally cropped (pixel rectangle after @)")
+    dec = p.add_mutually_exclusive_group()
+    dec.add_argument("--decoder", metavar="NAME", help="decode with this lite decoder of the model (the encoder "
+                     "side and the streams are the model's own; docs/golden.md)")
+    dec.add_argument("--decoder-file", metavar="FILE.npz", help="decode with this lite decoder file")
     p.add_argument("--out", required=True, metavar="DIR", help="folder of the new set (replaced if it exists)")
     p.add_argument("--tile", type=int, default=0, metavar="PIXELS",
                    help="record the DPU tile the board runs (xmodel input shapes, docs/board.md 'Tiles'); "

@@ -78,6 +78,8 @@ class GoldenSet:
         self.manifest = json.loads(manifest.read_text())
         self.model: dict = self.manifest["model"]
         self.images: list[dict] = self.manifest["images"]
+        self.decoder: str | None = (self.manifest.get("decoder") or {}).get("name")
+        """The lite decoder the set was made with (docs/golden.md), or None: the model's own g_s."""
         self.tile: int = int(self.manifest.get("tile", 0))
         """The DPU tile (pixels, docs/board.md "Tiles") the set was made for; 0: whole images."""
 

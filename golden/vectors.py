@@ -78,6 +78,10 @@ def make_set(codec: Codec, images: dict[str, np.ndarray], out: str | Path, tile:
     fixes = _fix_positions(codec)
     manifest = {"spec_version": SPEC_VERSION, "model": {"name": codec.model.name, "quality": codec.model.quality,
                 "hash": codec.model_hash.hex()}, "images": []}
+    decoder = codec.model.decoder
+    if decoder is not None:  # a lite decoder: the model's streams, this decoder's g_s and pixels
+        manifest["decoder"] = {"name": decoder.name, "hash": decoder.content_hash().hex(),
+                               "widths": list(decoder.widths)}
     if tile:
         manifest["tile"] = int(tile)
     for name, pixels in images.items():
@@ -322,6 +326,13 @@ def verify_set(codec: Codec, folder: str | Path) -> list[ImageReport]:
     if manifest["model"]["hash"] != codec.model_hash.hex():
         raise ValueError(f"golden set is for model hash {manifest['model']['hash'][:12]}, "
                          f"this model is {codec.model_hash.hex()[:12]}")
+    want = manifest.get("decoder")
+    have = codec.model.decoder
+    if (want is None) != (have is None) or (want and want["hash"] != have.content_hash().hex()):
+        raise ValueError(f"golden set is for decoder {want['name'] if want else 'full'}"
+                         f"{' (' + want['hash'][:12] + ')' if want else ''}, this codec decodes with "
+                         f"{codec.model.decoder_name}"
+                         f"{' (' + have.content_hash().hex()[:12] + ')' if have else ''}")
     reports = []
     for image in manifest["images"]:
         report = ImageReport(image["name"])

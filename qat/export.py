@@ -60,9 +60,13 @@ def build_z_tables(model: MeanScaleHyperprior) -> TableSet:
 
 
 def export_layers(model: MeanScaleHyperprior) -> tuple[list[dict], dict[str, QuantConv]]:
+    """The int8 layers of a QAT model (and their meta entries), in dataflow order, with the ŷ twin where the
+    model has one. Also for a lite decoder (``fxlic.qat.lite.LiteSynthesis``: g_s only, no twin)."""
     if not model.quantized:
         raise ValueError("export needs a QAT (quantized) model; run `fxlic train --phase qat` first")
     entries, layers = [], {}
+    g_a = getattr(model, "g_a", None)
+    twin_of = g_a[-1] if g_a is not None and model.config.latent_rounding == "accumulator" else None
     for name, qconv in model.named_qconvs():
         f_in, f_w, f_b, f_out = (int(v) for v in qconv.fix)
         weight = quantize_param(qconv.conv.weight.detach().double().numpy(), f_w)
@@ -74,7 +78,7 @@ def export_layers(model: MeanScaleHyperprior) -> tuple[list[dict], dict[str, Qua
         layers[name] = QuantConv(name=name, transposed=qconv.transposed, weight=weight, bias=bias,
                                  stride=qconv.stride, padding=qconv.padding, fix_in=f_in, fix_w=f_w,
                                  fix_b=f_b, fix_out=f_out, activation=qconv.activation)
-        if qconv is model.g_a[-1] and model.config.latent_rounding == "accumulator":
+        if qconv is twin_of:
             # the ŷ twin (FXP-Q6): a second DPU conv with g_a's last weights and output fix 0
             twin = replace(layers[name], name=Y_HAT_TWIN, fix_out=LATENT_FIX)
             entries.append({**entry, "name": Y_HAT_TWIN, "fix_out": LATENT_FIX})
@@ -164,6 +168,10 @@ def model_from_model_file(model_file: ModelFile) -> MeanScaleHyperprior:
     exported one. The factorized prior's density is not in the file (only its integer tables).
     """
     model = model_from_config(model_file.meta["config"])
+    if model_file.decoder is not None:  # a lite decoder in place of g_s (fxlic.qat.lite)
+        from .lite import LiteSynthesis
+
+        model.g_s = LiteSynthesis(model.config.M, model_file.decoder.widths).g_s
     with torch.no_grad():
         for name, qconv in model.named_qconvs():
             layer = model_file.layers[name]

@@ -50,7 +50,7 @@ RULES = (
     Unit("board", "on-board validation", ("fxp", "entropy", "reference", "models", "fxlic", "golden"),
          ("numpy", "vart", "xir")),
     Unit("rd", "RD metrics, BD-rate, plots, eval", ("models", "fxlic"), ("numpy", "tqdm", "matplotlib")),
-    Unit("qat", "torch only: training, QAT, export", ("fxp", "entropy", "reference", "fxlic", "rd"),
+    Unit("qat", "torch only: training, QAT, export", ("fxp", "entropy", "reference", "models", "fxlic", "rd"),
          ("numpy", "torch", "torchvision", "compressai", "matplotlib", "PIL", "tqdm", "tensorboard")),
     Unit("cli", "fxlic/cli.py: the command line", ("entropy", "reference", "models", "fxlic"), ("tqdm",)),
 )
