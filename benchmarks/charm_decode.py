@@ -88,7 +88,7 @@ def macs_per_pixel(model) -> dict[str, float]:
 
 def measure(label: str, model, images: list[Path], repeat: int) -> dict:
     """Encode and decode every image with one model file; per-image and mean times, parts, sizes."""
-    from fxlic.codec import open_codec
+    from fxlic.families import open_codec
     from fxlic.imageio import read_image
 
     codec = open_codec(model, tile=0, workers=1)

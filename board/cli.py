@@ -255,7 +255,9 @@ def cmd_partition(args: argparse.Namespace) -> int:
 
     model = models.load(args.model, args.quality, args.model_file, decoder=args.decoder)
     partition = partition_from_model(model)
-    if args.tile and partition.architecture == "charm":
+    from fxlic.families import family
+
+    if args.tile and not family(partition.architecture).tiles:
         raise BoardError("--tile: fixed-shape tiles are mean-scale only (charm codes whole images, docs/board.md)")
     height = width = None
     if args.size:

@@ -343,11 +343,17 @@ def partition_from_model(model: ModelFile) -> Partition:
         ValueError: the model lacks a chain the partition needs (g_a, h_a, h_s, h_s_scales, g_s; for charm
             h_s_means and every slice stack).
     """
+    from fxlic.families import family_of
+
     g_a, h_a, h_s, g_s = (_chain(model, p) for p in ("g_a", "h_a", "h_s", "g_s"))
     if not (g_a and h_a and h_s and g_s) or "h_s_scales" not in model.layers:
         raise ValueError("model file lacks one of the layer chains g_a.*, h_a.*, h_s.*, h_s_scales, g_s.*")
-    if model.meta.get("architecture") == CHARM:
-        return _charm_partition(model, g_a, h_a, h_s, g_s)
+    return family_of(model).resolve("partition")(model, g_a, h_a, h_s, g_s)
+
+
+def hyperprior_partition(model: ModelFile, g_a: list[str], h_a: list[str], h_s: list[str],
+                         g_s: list[str]) -> Partition:
+    """The mean-scale (or scale-only) hyperprior's partition: encoder, hyper-decoder and decoder subgraphs."""
     heads = ["h_s_scales"] + (["h_s_means"] if "h_s_means" in model.layers else [])
     wiring: dict[str, str] = {}
     for chain, first_input in ((g_a, "input"), (h_a, g_a[-1]), (h_s, "z_hat"), (g_s, "y_hat")):
@@ -411,7 +417,7 @@ def _encoder_subgraph(g_a: list[str], twin: list[str], h_a: list[str]) -> Subgra
     return Subgraph(ENCODER, inputs=("input",), outputs=(g_a[-1], *twin, h_a[-1]), layers=tuple(g_a + twin + h_a))
 
 
-def _charm_partition(model: ModelFile, g_a: list[str], h_a: list[str], h_s: list[str], g_s: list[str]) -> Partition:
+def charm_partition(model: ModelFile, g_a: list[str], h_a: list[str], h_s: list[str], g_s: list[str]) -> Partition:
     """charm (docs/charm.md, docs/board.md "charm"): encoder, hyper_decoder (h_s, both supports and slice 0's
     stacks), slice_1 … slice_S (DPU call j runs cc_scales.j, cc_means.j and lrp.{j−1} on the contexts with j
     decoded slices), decoder (g_s on ỹ). S + 2 DPU calls per decoded image."""

@@ -29,7 +29,7 @@ from fxlic.reference.hyperprior import IntegerHyperprior
 from fxlic.reference.modelfile import ModelFile
 
 from .dumps import NameMap, chw_to_nhwc, default_names, nhwc_to_chw, open_dump, vart_stem
-from .partition import CHARM, DECODER, HYPER_DECODER, Partition, partition_from_model, slice_subgraph
+from .partition import DECODER, HYPER_DECODER, Partition, partition_from_model, slice_subgraph
 
 __all__ = ["BoardError", "BoardRunner", "LayerFn", "RunnerBackedCharm", "RunnerBackedHyperprior",
            "SimulatedDpuRunner", "VART_MISSING", "VartRunner", "board_codec"]
@@ -468,12 +468,8 @@ def board_codec(model: ModelFile, runner: BoardRunner) -> Codec:
     """A codec of the model's architecture whose DPU work runs on ``runner`` (``fxlic.codec.Codec`` with
     h_s and g_s on it; for charm ``CharmCodec`` with the partition's S + 2 calls). Entropy coding, table
     selection and every other CPU step stay the integer reference; encode runs g_a/h_a in the reference."""
-    if runner.partition.architecture == CHARM:
-        from fxlic.charm_codec import CharmCodec
+    from fxlic.families import family_of, open_codec
 
-        codec = CharmCodec(model)
-        codec.net = RunnerBackedCharm(model, runner)
-        return codec
-    codec = Codec(model, tile=0)  # tile 0: the codec calls the net's synthesis methods, i.e. the runner
-    codec.net = RunnerBackedHyperprior(model, runner)
+    codec = open_codec(model, tile=0)  # tile 0: the codec calls the net's synthesis methods, i.e. the runner
+    codec.net = family_of(model).resolve("board_net")(model, runner)
     return codec

@@ -104,7 +104,9 @@ def make_runner(args: argparse.Namespace, model, names: NameMap, dump_dir: Path 
     """The runner the arguments ask for; with ``tile`` (pixels) it runs every subgraph as fixed-shape
     windows (``board/tiles.py``: the xmodels' input shapes, ``subgraph_tiles``) and stitches."""
     runner = _make_base_runner(args, model, names, dump_dir)
-    if tile and runner.partition.architecture == "charm":
+    from fxlic.families import family
+
+    if tile and not family(runner.partition.architecture).tiles:
         raise BoardError("tiled board runs (--tile) are mean-scale only: the charm codec codes whole images "
                          "(docs/board.md, charm); use --tile 0")
     return TiledRunner(runner, model, subgraph_tiles(model, tile)) if tile else runner

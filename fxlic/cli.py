@@ -43,7 +43,7 @@ def load_codec(name: str | None = None, quality: int | None = None, model_file: 
     running its transforms in tiles of ``tile`` pixels (None: the codec's default; 0: whole image), with the
     model's own synthesis or a lite decoder (``decoder``: a shipped one's name; ``decoder_file``)."""
     from fxlic import models
-    from fxlic.codec import open_codec
+    from fxlic.families import open_codec
 
     model = models.load(name, quality, model_file, decoder=decoder, decoder_file=decoder_file)
     key = (id(model), tile)

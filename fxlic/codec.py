@@ -251,17 +251,6 @@ class Codec:
             )
 
 
-def open_codec(model: ModelFile, impl: str = "blas", **options) -> Codec:
-    """The golden codec for a model file's architecture: ``charm`` (slice by slice, ``fxlic.charm_codec``;
-    whole-image transforms, no tiles yet) or the mean-scale / scale hyperprior (this module; ``options``:
-    ``entropy_impl``, ``tile``, ``workers``)."""
-    if model.meta.get("architecture") == "charm":
-        from .charm_codec import CharmCodec
-
-        return CharmCodec(model, impl=impl)
-    return Codec(model, impl=impl, **options)
-
-
 def _stream_architecture(model: ModelFile) -> str:
     """The stream architecture (docs/bitstream.md BS-11) of a model file's codec; ModelFileError if none."""
     try:
@@ -276,4 +265,4 @@ def _as_int8(values: np.ndarray, shape: tuple[int, ...], what: str) -> np.ndarra
     return values.reshape(shape).astype(np.int8)
 
 
-__all__ = ["DEFAULT_TILE", "BitstreamError", "Codec", "CodingResult", "DecodeError", "check_tile", "open_codec"]
+__all__ = ["DEFAULT_TILE", "BitstreamError", "Codec", "CodingResult", "DecodeError", "check_tile"]

@@ -34,10 +34,10 @@ def _parse_crop(text: str | None) -> tuple[int, int, int, int] | None:
 
 def _codec(name: str | None, quality: int | None, model_file: str | None, decoder: str | None = None,
            decoder_file: str | None = None):
-    """The golden codec of the model file's architecture (``fxlic.codec.open_codec``: mean-scale or charm),
+    """The golden codec of the model file's architecture (``fxlic.families.open_codec``: mean-scale or charm),
     with its own synthesis or a lite decoder (docs/golden.md, "Sets of a lite decoder")."""
     from fxlic import models
-    from fxlic.codec import open_codec
+    from fxlic.families import open_codec
 
     return open_codec(models.load(name, quality, model_file, decoder=decoder, decoder_file=decoder_file))
 

@@ -304,9 +304,10 @@ def warm_start_from_meanscale(model: CharmHyperprior, meanscale_state: dict[str,
 
 
 def model_from_config(config: dict) -> MeanScaleHyperprior:
-    """The torch model of a saved config (checkpoint or model file): ChARM when it says so, else mean-scale."""
-    from .models import ModelConfig
+    """The torch model of a saved config (checkpoint or model file), of the family its ``architecture`` names
+    (``fxlic.families``; none: the mean-scale model)."""
+    from fxlic.families import family_of
 
-    if config.get("architecture") == "charm":
-        return CharmHyperprior(CharmConfig(**config))
-    return MeanScaleHyperprior(ModelConfig(**config))
+    fam = family_of(config)
+    settings = config if fam.name == "charm" else {k: v for k, v in config.items() if k != "architecture"}
+    return fam.resolve("qat_model")(fam.resolve("qat_config")(**settings))

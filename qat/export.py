@@ -33,7 +33,7 @@ from fxlic.fxp.quant import quantize_param
 from fxlic.reference.modelfile import CHARM_FORMAT_VERSION, FORMAT, Y_HAT_TWIN, Y_HAT_TWIN_FORMAT_VERSION, ModelFile
 
 from .charm import CharmHyperprior, model_from_config
-from .models import LATENT_FIX, MeanScaleHyperprior
+from .models import LATENT_FIX, MeanScaleHyperprior, synthesis_transform
 
 
 @torch.no_grad()
@@ -169,9 +169,7 @@ def model_from_model_file(model_file: ModelFile) -> MeanScaleHyperprior:
     """
     model = model_from_config(model_file.meta["config"])
     if model_file.decoder is not None:  # a lite decoder in place of g_s (fxlic.qat.lite)
-        from .lite import LiteSynthesis
-
-        model.g_s = LiteSynthesis(model.config.M, model_file.decoder.widths).g_s
+        model.g_s = synthesis_transform(model.config.M, model_file.decoder.widths)
     with torch.no_grad():
         for name, qconv in model.named_qconvs():
             layer = model_file.layers[name]

@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from .layers import QConv
 from .lite_data import LatentCropSampler
-from .models import IMAGE_FIX, LATENT_FIX, output_to_pixels, pixels_to_input
+from .models import LATENT_FIX, output_to_pixels, pixels_to_input, synthesis_transform
 from .train import FastPath, Prefetcher, learning_rate, save_checkpoint
 
 CRITERIA = ("l1", "energy")
@@ -54,19 +54,14 @@ INITS = ("scratch", "prune", "prune-ls")
 class LiteSynthesis(nn.Module):
     """g_s with hidden widths ``widths`` = (c₁, c₂, c₃): ŷ (M channels, fix 0) → x̂ (3 channels, fix 8).
 
-    The layers are named ``g_s.0`` … ``g_s.3`` as in the full model, so the exported layers replace the
-    teacher's one for one (``fxlic.reference.hyperprior.IntegerHyperprior``)."""
+    The full model's synthesis with other widths (``fxlic.qat.models.synthesis_transform``); the layers are
+    named ``g_s.0`` … ``g_s.3`` as there, so the exported layers replace the teacher's one for one
+    (``fxlic.reference.hyperprior.IntegerHyperprior``)."""
 
     def __init__(self, latent_channels: int, widths: Sequence[int]) -> None:
         super().__init__()
-        if len(widths) != 3 or min(widths) < 1:
-            raise ValueError(f"widths must be three positive hidden widths, got {tuple(widths)}")
-        chans = [latent_channels, *widths, 3]
         self.widths = tuple(int(w) for w in widths)
-        self.g_s = nn.Sequential(*[
-            QConv(chans[i], chans[i + 1], 4, 2, 1, transposed=True, activation="relu" if i < 3 else "none")
-            for i in range(4)])
-        self.g_s[-1].forced_fix_out = IMAGE_FIX
+        self.g_s = synthesis_transform(latent_channels, self.widths)
 
     def forward(self, y_hat: torch.Tensor, features: list[torch.Tensor] | None = None) -> torch.Tensor:
         x = y_hat
@@ -96,13 +91,6 @@ class LiteSynthesis(nn.Module):
         for _, layer in self.named_qconvs():
             fix_in = layer.finish_calibration(fix_in)
         return {name: [int(v) for v in m.fix] for name, m in self.named_qconvs()}
-
-
-def decode_macs_per_pixel(latent_channels: int, widths: Sequence[int]) -> float:
-    """MACs per image pixel of g_s: a k4 s2 transposed conv costs 4·C_in·C_out per output pixel, and layer l
-    outputs at 1/2^(3−l) of the image's resolution per side."""
-    chans = [latent_channels, *widths, 3]
-    return sum(4 * chans[i] * chans[i + 1] / 4 ** (3 - i) for i in range(4))
 
 
 def teacher_synthesis(model_file) -> nn.Sequential:

@@ -31,7 +31,7 @@ LATENT_STRIDE = 16  # g_s upsamples ŷ by 2^4
 def cache_pairs(model_file: Path, data: Path, out: Path, threads: int | None = None) -> list[Path]:
     """Encode every training photo with the int8 model (whole image, golden path) and cache ŷ, the padded
     image and the teacher's reconstruction of the padded image. Existing cache files are kept."""
-    from fxlic.codec import open_codec
+    from fxlic.families import open_codec
     from fxlic.models import load
 
     model = load(path=model_file)

@@ -125,6 +125,25 @@ def rate_terms(z_likelihood: Callable[[torch.Tensor], torch.Tensor], y: torch.Te
                 "y_likelihood": gaussian_likelihood(y_priced, means, sigma), "z_likelihood": z_likelihood(z_priced)}
 
 
+def synthesis_transform(latent_channels: int, widths: tuple[int, ...]) -> nn.Sequential:
+    """g_s (Minnen 2018, IGDN → ReLU, k4 s2 p1 transposed convs): ŷ (``latent_channels``, fix 0) → hidden
+    ``widths`` (the full model: N, N, N; a lite decoder narrower, ``fxlic.qat.lite``) → x̂ (3 channels, fix 8)."""
+    if len(widths) != 3 or min(widths) < 1:
+        raise ValueError(f"g_s takes three positive hidden widths, got {tuple(widths)}")
+    channels = [latent_channels, *widths, 3]
+    g_s = nn.Sequential(*[QConv(channels[i], channels[i + 1], 4, 2, 1, transposed=True,
+                                activation="relu" if i < 3 else "none") for i in range(4)])
+    g_s[-1].forced_fix_out = IMAGE_FIX
+    return g_s
+
+
+def synthesis_macs_per_pixel(latent_channels: int, widths: tuple[int, ...]) -> float:
+    """MACs per image pixel of ``synthesis_transform``: a k4 s2 transposed conv costs 4·C_in·C_out per output
+    pixel, and layer l outputs at 1/2^(3−l) of the image's resolution per side."""
+    channels = [latent_channels, *widths, 3]
+    return sum(4 * channels[i] * channels[i + 1] / 4 ** (3 - i) for i in range(4))
+
+
 class MeanScaleHyperprior(nn.Module):
     """g_a → y → ŷ → g_s, with h_a → z → ẑ → h_s → (log2 σ, μ) as the entropy model of ŷ."""
 
@@ -155,13 +174,7 @@ class MeanScaleHyperprior(nn.Module):
         self.h_s_scales = QConv(hidden, M, 3, 1, 1)
         self.h_s_means = QConv(hidden, M, 3, 1, 1) if config.use_means else None
         # Synthesis transform g_s (IGDN → ReLU).
-        self.g_s = nn.Sequential(
-            QConv(M, N, 4, 2, 1, transposed=True, activation="relu"),
-            QConv(N, N, 4, 2, 1, transposed=True, activation="relu"),
-            QConv(N, N, 4, 2, 1, transposed=True, activation="relu"),
-            QConv(N, 3, 4, 2, 1, transposed=True),
-        )
-        self.g_s[-1].forced_fix_out = IMAGE_FIX
+        self.g_s = synthesis_transform(M, (N, N, N))
         # Factorized prior of z (Ballé 2018), used only at export to build integer tables.
         self.entropy_bottleneck = EntropyBottleneck(N)
         # How training prices z (rate_terms): not part of the model or its files, set by fxlic train.

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from fxlic.codec import Codec, open_codec, pad_image
+from fxlic.codec import Codec, pad_image
+from fxlic.families import open_codec
 from fxlic.imageio import read_image
 from fxlic.reference.modelfile import load_model_file
 

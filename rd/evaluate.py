@@ -25,17 +25,20 @@ from .results import RDCurve, save_curve
 CSV_FIELDS = ["image", "width", "height", "bytes", "bpp", "psnr", "ms_ssim", "encode_s", "decode_s"]
 
 
-def evaluate_model_file(model_file: Path, images: list[Path], progress: bool = True) -> list[dict]:
-    """One row per image for one integer model file."""
+def evaluate_model_file(model_file: Path, images: list[Path], progress: bool = True,
+                        decoder_file: Path | None = None) -> list[dict]:
+    """One row per image for one integer model file (decoded with ``decoder_file``'s g_s if given: the same
+    streams, so the same bytes, another reconstruction)."""
     from fxlic import models
-    from fxlic.codec import open_codec
+    from fxlic.families import open_codec
     from fxlic.imageio import read_image
 
-    codec = open_codec(models.load(path=model_file))
+    codec = open_codec(models.load(path=model_file, decoder_file=decoder_file))
     warm = read_image(images[0])[:64, :64]
     codec.decode(codec.encode(np.ascontiguousarray(warm)).bitstream)  # JIT warm-up, not timed
     rows = []
-    for path in tqdm(images, desc=f"eval {model_file.stem}", unit="img", disable=not progress):
+    label = model_file.stem if decoder_file is None else f"{model_file.stem}.{codec.model.decoder_name}"
+    for path in tqdm(images, desc=f"eval {label}", unit="img", disable=not progress):
         pixels = read_image(path)
         t0 = time.perf_counter()
         bitstream = codec.encode(pixels).bitstream
@@ -69,6 +72,11 @@ def eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--qualities", metavar="Q,Q,…", help="comma-separated qualities (default: all shipped)")
     p.add_argument("--model-files", nargs="+", metavar="FILE.npz",
                    help="evaluate these model files instead of a shipped model")
+    dec = p.add_mutually_exclusive_group()
+    dec.add_argument("--decoder", metavar="NAME", help="decode with this lite decoder of each quality (default: "
+                     "full; the streams, so the rates, are the model's own)")
+    dec.add_argument("--decoder-files", nargs="+", metavar="FILE.npz", help="decode with these lite decoder files "
+                     "(each names the model and quality whose streams it decodes)")
     p.add_argument("--images", required=True, nargs="+", metavar="PATH",
                    help="test images: files and/or folders in any format `fxlic encode` reads (../shared/data/kodak)")
     p.add_argument("--out", required=True, metavar="DIR",
@@ -100,27 +108,52 @@ def eval_main(argv: list[str] | None = None) -> int:
         if args.qualities:
             wanted = {int(q) for q in args.qualities.split(",")}
             files = {q: f for q, f in files.items() if q in wanted}
+    decoder_files: dict[int, Path] = {}
+    decoder = args.decoder if args.decoder not in (None, models.FULL_DECODER) else None
+    if args.decoder_files:
+        for f in args.decoder_files:
+            meta = _model_meta(Path(f))
+            if meta.get("format") != "fxlic-decoder":
+                raise UsageError(f"fxlic eval: {f} is not a decoder file")
+            decoder_files[int(meta["decodes"]["quality"])] = Path(f)
+            decoder = meta["name"]
+        if not args.model_files:
+            files = {q: f for q, f in files.items() if q in decoder_files}
+    elif decoder:
+        if args.model_files:
+            raise UsageError("fxlic eval: --decoder names shipped decoders; with --model-files use --decoder-files")
+        having = {q for q in files if decoder in models.decoders(model_name, q)}
+        missing = sorted(set(files) - having) if args.qualities else []
+        if missing:
+            raise UsageError(f"fxlic eval: model {model_name!r} has no decoder {decoder!r} at qualities {missing}")
+        files = {q: f for q, f in files.items() if q in having}
+        decoder_files = {q: models.resolve_decoder(model_name, q, decoder) for q in files}
     if not files:
-        raise UsageError(f"fxlic eval: no model files for {model_name!r}")
+        raise UsageError(f"fxlic eval: no model files for {model_name!r}"
+                         + (f" with decoder {decoder!r}" if decoder else ""))
     first = Path(args.images[0])
     dataset = args.dataset or (first.name if first.is_dir() else first.parent.name or first.stem)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     per_quality = {}
+    suffix = f".{decoder}" if decoder else ""  # a lite decoder's results sit beside the full decoder's
     for quality, model_file in sorted(files.items()):
-        rows = evaluate_model_file(model_file, images)
+        rows = evaluate_model_file(model_file, images, decoder_file=decoder_files.get(quality))
         per_quality[quality] = rows
-        with (out / f"{model_name}-q{quality}.csv").open("w", newline="") as handle:
+        with (out / f"{model_name}-q{quality}{suffix}.csv").open("w", newline="") as handle:
             writer = csv.DictWriter(handle, CSV_FIELDS)
             writer.writeheader()
             writer.writerows(rows)
         avg = {key: float(np.mean([r[key] for r in rows])) for key in CSV_FIELDS[4:]}
         print(f"q{quality}: bpp {avg['bpp']:.4f}  PSNR {avg['psnr']:.3f} dB  MS-SSIM {avg['ms_ssim']:.5f}"
               f"  enc {avg['encode_s']:.2f}s  dec {avg['decode_s']:.2f}s")
-    curve = summarize(args.name or f"fxlic-{model_name}-int8", per_quality,
-                      f"fxlic integer reference, model {model_name}, real bitstreams", dataset)
-    save_curve(curve, out / f"{model_name}.json")
-    print(f"wrote {out / (model_name + '.json')}")
+    described = f"model {model_name}" + (f", decoder {decoder}" if decoder else "")
+    curve = summarize(args.name or f"fxlic-{model_name}{'-' + decoder if decoder else ''}-int8", per_quality,
+                      f"fxlic integer reference, {described}, real bitstreams", dataset)
+    if decoder:
+        curve.extra["meta"]["decoder"] = decoder
+    save_curve(curve, out / f"{model_name}{suffix}.json")
+    print(f"wrote {out / (model_name + suffix + '.json')}")
     return 0
 
 

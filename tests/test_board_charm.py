@@ -27,7 +27,7 @@ def charm_model(tiny_charm):
 
 @pytest.fixture(scope="module")
 def charm_golden(tmp_path_factory, charm_model, kodak_image) -> Path:
-    from fxlic.codec import open_codec
+    from fxlic.families import open_codec
     from fxlic.golden.vectors import make_set
 
     folder = tmp_path_factory.mktemp("board-charm") / "golden"

@@ -11,8 +11,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("compressai")
 
-from fxlic.codec import open_codec  # noqa: E402
 from fxlic.entropy.bitstream import unpack  # noqa: E402
+from fxlic.families import open_codec  # noqa: E402
 from fxlic.qat.charm import LRP_FIX, CharmConfig, CharmHyperprior  # noqa: E402
 from fxlic.qat.data import CropSampler  # noqa: E402
 from fxlic.qat.export import model_from_model_file  # noqa: E402

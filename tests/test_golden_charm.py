@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fxlic.codec import open_codec
+from fxlic.families import open_codec
 from fxlic.golden.vectors import DECODER_PREFIX, make_set, verify_set
 
 CROPS = {"a": (23, (100, 200, 70, 90)), "b": (5, (0, 0, 64, 64))}

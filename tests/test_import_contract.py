@@ -41,3 +41,27 @@ def test_checker_finds_a_planted_violation(tmp_path, monkeypatch) -> None:
     violations = contract.check_code().violations
     assert any("fxlic.golden.planted imports fxlic.cli" in v for v in violations)
     assert any("package torch" in v for v in violations)
+
+
+def test_module_imports_have_no_cycle() -> None:
+    """No module imports one that imports it back, lazily or not (codec.py and charm_codec.py did, until the
+    registry of model families, fxlic/families.py, became the one place that picks a codec)."""
+    assert _contract().check_code().cycles == []
+
+
+def test_cycle_finder_on_planted_graphs() -> None:
+    find = _contract().import_cycles
+    assert find({"a": {"b"}, "b": {"c"}, "c": set()}) == []
+    assert find({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b"]]
+    assert find({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"e"}, "e": {"d"}}) == [["a", "b", "c"], ["d", "e"]]
+
+
+def test_checker_finds_the_old_codec_cycle(tmp_path, monkeypatch) -> None:
+    """The cycle as it was: fxlic.codec picking CharmCodec, which extends fxlic.codec's Codec."""
+    contract = _contract()
+    codec = tmp_path / "codec.py"
+    codec.write_text((REPO / "fxlic" / "codec.py").read_text()
+                     + "\n\ndef pick():\n    from .charm_codec import CharmCodec\n    return CharmCodec\n")
+    real = contract.modules()
+    monkeypatch.setattr(contract, "modules", lambda: {**real, "fxlic.codec": codec})
+    assert ["fxlic.charm_codec", "fxlic.codec"] in contract.check_code().cycles

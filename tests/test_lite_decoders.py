@@ -17,7 +17,7 @@ import pytest
 
 from fxlic import models
 from fxlic.cli import main as cli_main
-from fxlic.codec import open_codec
+from fxlic.families import open_codec
 from fxlic.imageio import read_image
 from fxlic.reference.modelfile import (
     DECODER_FORMAT,
@@ -191,7 +191,7 @@ def test_least_squares_pruning_at_full_width_keeps_the_teacher() -> None:
 def test_decode_macs_match_the_hand_count() -> None:
     pytest.importorskip("torch")
     pytest.importorskip("compressai")
-    from fxlic.qat.lite import decode_macs_per_pixel
+    from fxlic.qat.models import synthesis_macs_per_pixel as decode_macs_per_pixel
 
     # k4 s2 transposed convs: 4 · C_in · C_out MACs per output pixel, outputs at 1/8, 1/4, 1/2, 1 per side
     assert decode_macs_per_pixel(128, (96, 96, 96)) == 4 * (128 * 96 / 64 + 96 * 96 / 16 + 96 * 96 / 4 + 96 * 3)

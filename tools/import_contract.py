@@ -4,9 +4,10 @@ statement, including the lazy ones inside functions) and against the table in do
     python tools/import_contract.py            # check the code and the docs table; exit 1 on any finding
     python tools/import_contract.py --write    # regenerate the table in docs/architecture.md from RULES
 
-Three findings fail the check: an import the rules do not allow (a violation), a rule no import uses
-(a phantom arrow: the table would promise a dependency that does not exist), and a docs table that differs
-from the one generated from RULES. Run by .ci/run and by tests/test_import_contract.py.
+Four findings fail the check: an import the rules do not allow (a violation), a rule no import uses
+(a phantom arrow: the table would promise a dependency that does not exist), a cycle among the modules'
+imports (lazy ones included), and a docs table that differs from the one generated from RULES. Run by
+.ci/run and by tests/test_import_contract.py.
 """
 
 from __future__ import annotations
@@ -104,6 +105,54 @@ class Report:
     violations: list[str]
     phantoms: list[str]
     edges: dict[tuple[str, str], list[str]]
+    cycles: list[list[str]]
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every cycle of the module import graph, as its strongly connected components of two or more modules
+    (Tarjan's algorithm, iterative). An import inside a function counts: a cycle is a design fault even when
+    the lazy import keeps it from failing at run time."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    counter = 0
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph.get(child, ())))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
 
 
 def check_code() -> Report:
@@ -112,9 +161,12 @@ def check_code() -> Report:
     stdlib = set(sys.stdlib_module_names)
     violations: list[str] = []
     edges: dict[tuple[str, str], list[str]] = {}
+    graph: dict[str, set[str]] = {module: set() for module in mods}
     for module, file in mods.items():
         source = unit_of(module)
         for target in sorted(imports_of(module, file, known)):
+            if target in known and target != module and not module.startswith(target + "."):
+                graph[module].add(target)  # (a package's __init__ is not a cycle with its own modules)
             top = target.split(".")[0]
             if top == "fxlic":
                 dest = unit_of(target)
@@ -127,7 +179,7 @@ def check_code() -> Report:
                 violations.append(f"{module} imports {target}: {source} may not use the package {top}")
     phantoms = [f"{unit.name} may import {dest}, but no module of {unit.name} does"
                 for unit in RULES for dest in unit.may_import if (unit.name, dest) not in edges]
-    return Report(violations, phantoms, edges)
+    return Report(violations, phantoms, edges, import_cycles(graph))
 
 
 def table() -> str:
@@ -163,13 +215,15 @@ def main(argv: list[str] | None = None) -> int:
         write_docs()
     report = check_code()
     problems = report.violations + report.phantoms
+    problems += [f"import cycle: {' ⇄ '.join(cycle)}" for cycle in report.cycles]
     if docs_table() != table():
         problems.append(f"{DOC.relative_to(REPO)}: the layer table differs from RULES "
                         "(python tools/import_contract.py --write)")
     for problem in problems:
         print(problem)
     print(f"import contract: {len(modules())} modules, {len(report.edges)} unit edges, "
-          f"{len(report.violations)} violations, {len(report.phantoms)} phantom rules")
+          f"{len(report.violations)} violations, {len(report.phantoms)} phantom rules, {len(report.cycles)} import "
+          "cycles")
     return 1 if problems else 0
 
 

@@ -31,11 +31,11 @@ import numpy as np
 from scipy.special import ndtr
 from tqdm import tqdm
 
-from fxlic.codec import open_codec
 from fxlic.entropy.bitstream import unpack
 from fxlic.entropy.conditional import SCALE_MAX, SCALE_MIN, scale_grid
 from fxlic.entropy.rans import information_bits
 from fxlic.entropy.tables import PRECISION
+from fxlic.families import open_codec
 from fxlic.imageio import read_image
 from fxlic.reference.modelfile import load_model_file
 
