@@ -19,11 +19,9 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def small_png(tmp_path_factory, kodak_dir) -> Path:
-    from fxlic.imageio import read_image
-
+def small_png(tmp_path_factory, kodak_image) -> Path:
     path = tmp_path_factory.mktemp("img") / "crop.png"
-    Image.fromarray(read_image(kodak_dir / "kodim07.png")[:96, :130]).save(path)
+    Image.fromarray(kodak_image(7, (0, 0, 96, 130))).save(path)
     return path
 
 
