@@ -206,7 +206,7 @@ def kodak_dir() -> Path:
 
 @pytest.fixture()
 def anchors_dir() -> Path:
-    """Every published RD curve ($FXLIC_ANCHORS, with kodak/ and kodak-measured/; data lane only)."""
+    """The published RD curves ($FXLIC_ANCHORS/kodak; data lane only)."""
     _require_data_marker("the published RD curves")
     _require(ANCHORS / "kodak", GET_ANCHORS)
     return ANCHORS

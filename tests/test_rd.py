@@ -131,7 +131,7 @@ def test_bd_ms_ssim_variants() -> None:
 # ---------------------------------------------------------------------------------------- results
 
 
-def _check_anchor_folders(kodak: Path, measured: Path) -> list[RDCurve]:
+def _check_published(kodak: Path) -> list[RDCurve]:
     curves = load_curves([kodak], skip_invalid=False)
     for c in curves:
         assert len(c.bpp) >= 2 and (c.psnr is not None or c.ms_ssim is not None)
@@ -140,24 +140,23 @@ def _check_anchor_folders(kodak: Path, measured: Path) -> list[RDCurve]:
     assert elic_ms.ms_ssim_db is not None and elic_ms.ms_ssim_db[0] == pytest.approx(11.593)
     paper = load_curve(kodak / "paper-bmshj2018-hyperprior.json")  # no MS-SSIM, no times
     assert paper.ms_ssim is None and paper.encoding_time is None
-    measured_curves = load_curves([measured], skip_invalid=True)  # skips the timing reports
-    assert measured_curves and all(c.encoding_time is not None for c in measured_curves)
-    with pytest.raises(ValueError, match="compressai_speed"):
-        load_curve(measured / "compressai_speed.json")
     return curves
 
 
 def test_load_every_bundled_anchor() -> None:
-    assert len(_check_anchor_folders(KODAK, MEASURED)) == len(list(KODAK.glob("*.json")))
+    assert len(_check_published(KODAK)) == len(list(KODAK.glob("*.json")))
+    measured = load_curves([MEASURED], skip_invalid=True)  # skips the timing reports
+    assert measured and all(c.encoding_time is not None for c in measured)
+    with pytest.raises(ValueError, match="compressai_speed"):
+        load_curve(MEASURED / "compressai_speed.json")
 
 
 @pytest.mark.data
 def test_load_every_published_anchor(anchors_dir: Path) -> None:
-    """Every curve of the anchor collection ($FXLIC_ANCHORS) loads; the bundled copies equal their originals."""
-    assert len(_check_anchor_folders(anchors_dir / "kodak", anchors_dir / "kodak-measured")) >= 40
-    for bundled in [*KODAK.glob("*.json"), *MEASURED.glob("*.json")]:
-        original = anchors_dir / bundled.parent.name / bundled.name
-        assert json.loads(bundled.read_text()) == json.loads(original.read_text()), bundled.name
+    """Every published curve ($FXLIC_ANCHORS/kodak) loads; the bundled copies equal their originals."""
+    assert len(_check_published(anchors_dir / "kodak")) >= 40
+    for bundled in KODAK.glob("*.json"):
+        assert json.loads(bundled.read_text()) == json.loads((anchors_dir / "kodak" / bundled.name).read_text())
 
 
 def test_save_load_roundtrip_keeps_layout(tmp_path: Path) -> None:
