@@ -44,8 +44,8 @@ ANCHORS = Path(os.environ.get("FXLIC_ANCHORS") or REPO.parent / "shared" / "anch
 KODAK = DATA / "kodak"
 
 GET_KODAK = (
-    "The data lane (pytest -m data) needs the 24 Kodak images kodim01.png ... kodim24.png (768×512, the Kodak "
-    "Lossless True Color Image Suite, released by Eastman Kodak for unrestricted use) in $FXLIC_DATA/kodak. "
+    "The data lane (pytest -m data) needs the 24 Kodak images kodim01.png ... kodim24.png (768×512 or 512×768, "
+    "the Kodak Lossless True Color Image Suite, released by Eastman Kodak for unrestricted use) in $FXLIC_DATA/kodak. "
     "Download them, e.g.\n"
     "    mkdir -p data/kodak && for i in $(seq -w 1 24); do\n"
     "      curl -fsS -o data/kodak/kodim$i.png http://r0k.us/graphics/kodak/kodak/kodim$i.png; done\n"
