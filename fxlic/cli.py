@@ -2,7 +2,10 @@
 board, training, export, evaluation and BD-rate commands (the torch ones import torch lazily).
 
 Every failure on bad input ends with one line on stderr, ``fxlic: error: …``, exit code 1, no traceback
-and no partial output file. ``FXLIC_DEBUG=1`` shows tracebacks.
+and no partial output file. ``FXLIC_DEBUG=1`` shows tracebacks. When standard output is closed early
+(``fxlic models --json | head -1``) a command stops quietly with exit code 141, as a shell reports a process
+killed by SIGPIPE (128 + 13); ``--help`` and ``--version`` end quietly with 0 (argparse ignores the failed
+write).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from fxlic.options import add_model_options, add_tile_option
 
 EXIT_ERROR = 1
 EXIT_INTERNAL = 3
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for `yes | head -1`'s writer
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
@@ -239,6 +243,7 @@ DELEGATED = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fxlic", description="Fixed-point bit-exact learned image codec.")
+    parser.add_argument("--version", action="version", version=f"fxlic {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("encode", help="image(s) → .fxl bitstream(s)",
@@ -289,6 +294,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fxlic")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown (not installed)"
+
+
+def _stdout_closed() -> int:
+    """The reader of stdout went away: stop quietly. Python would flush stdout again at exit and report the
+    same BrokenPipeError there, so stdout is pointed at /dev/null first."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout without a file descriptor (captured): nothing to flush at exit
+        pass
+    return EXIT_BROKEN_PIPE
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in DELEGATED:  # its own parser sees every argument, --help included
@@ -297,7 +322,11 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     debug = os.environ.get("FXLIC_DEBUG") == "1"
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in Python's flush at exit
+        return status
+    except BrokenPipeError:
+        return _stdout_closed()
     except KeyboardInterrupt:
         print("fxlic: interrupted", file=sys.stderr)
         return 130

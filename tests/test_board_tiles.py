@@ -17,7 +17,7 @@ from fxlic.board.dumps import chw_to_nhwc, default_names, open_dump
 from fxlic.board.partition import partition_from_model
 from fxlic.board.runner import BoardError, SimulatedDpuRunner
 from fxlic.board.session import run_golden_set
-from fxlic.board.tiles import TiledRunner, subgraph_tiles
+from fxlic.board.tiles import TiledRunner, plan_subgraph, subgraph_tiles
 from fxlic.cli import main
 from fxlic.golden.goldenset import GoldenSet
 
@@ -44,6 +44,24 @@ def _check_stitched_equals_whole(model, subgraph: str, source: str, x: np.ndarra
     return tiled_runner.plans[subgraph].count
 
 
+MAX_WINDOWS = 150  # windows per subgraph and example (overlapping: a window is the fixed input shape, halo included)
+
+
+def _draw_tile(data, model, subgraph: str, h: int, w: int, low: int, high: int, label: str) -> tuple[int, int]:
+    """A fixed window (rows, cols) in [low, high]² that cuts the h × w input of ``subgraph`` into at most
+    MAX_WINDOWS windows."""
+    partition = partition_from_model(model)
+
+    def count(rows: int, cols: int) -> int:
+        return plan_subgraph(partition, model, subgraph, (h, w), (rows, cols)).count
+
+    rows = data.draw(st.integers(next(r for r in range(low, high + 1) if count(r, high) <= MAX_WINDOWS), high),
+                     f"{label} tile rows")
+    cols = data.draw(st.integers(next(c for c in range(low, high + 1) if count(rows, c) <= MAX_WINDOWS), high),
+                     f"{label} tile cols")
+    return rows, cols
+
+
 @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_decoder_side_tiles_stitch_to_the_whole_image(codec, traced, data) -> None:
@@ -53,11 +71,11 @@ def test_decoder_side_tiles_stitch_to_the_whole_image(codec, traced, data) -> No
     w = data.draw(st.integers(2, y_hat.shape[2]), "y cols")
     top = data.draw(st.integers(0, y_hat.shape[1] - h))
     left = data.draw(st.integers(0, y_hat.shape[2] - w))
-    tile = (data.draw(st.integers(3, 12), "tile rows"), data.draw(st.integers(3, 12), "tile cols"))
+    tile = _draw_tile(data, codec.model, "decoder", h, w, 3, 12, "y")
     sub = np.ascontiguousarray(y_hat[:, top : top + h, left : left + w])
-    _check_stitched_equals_whole(codec.model, "decoder", "y_hat", sub, tile)
-    z_tile = (data.draw(st.integers(3, 6)), data.draw(st.integers(3, 6)))
-    _check_stitched_equals_whole(codec.model, "hyper_decoder", "z_hat", z_hat, z_tile)
+    assert _check_stitched_equals_whole(codec.model, "decoder", "y_hat", sub, tile) <= MAX_WINDOWS
+    z_tile = _draw_tile(data, codec.model, "hyper_decoder", *z_hat.shape[1:], 3, 6, "z")
+    assert _check_stitched_equals_whole(codec.model, "hyper_decoder", "z_hat", z_hat, z_tile) <= MAX_WINDOWS
 
 
 def test_encoder_tiles_stitch_to_the_whole_image(codec, traced) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,11 +20,9 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def small_png(tmp_path_factory, kodak_dir) -> Path:
-    from fxlic.imageio import read_image
-
+def small_png(tmp_path_factory, kodak_image) -> Path:
     path = tmp_path_factory.mktemp("img") / "crop.png"
-    Image.fromarray(read_image(kodak_dir / "kodim07.png")[:96, :130]).save(path)
+    Image.fromarray(kodak_image(7, (0, 0, 96, 130))).save(path)
     return path
 
 
@@ -116,3 +115,40 @@ def test_unknown_model_and_quality(tmp_path, small_png) -> None:
     for args in (["--model", "nope"], ["--quality", "99"]):
         proc = run_cli("encode", str(small_png), "-o", str(tmp_path / "x.fxl"), *args)
         assert proc.returncode == 1 and proc.stderr.startswith("fxlic: error: "), proc.stderr
+
+
+# ---- command-line conventions ---------------------------------------------------------------------
+def test_version_prints_the_package_version() -> None:
+    from importlib.metadata import version
+
+    proc = run_cli("--version")
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert proc.stdout == f"fxlic {version('fxlic')}\n"
+
+
+@pytest.mark.parametrize(("args", "status"), [(["models", "--json"], 141), (["models"], 141), (["info", "STREAM"], 141),
+                                              (["info", "--json", "STREAM"], 141), (["--help"], 0), (["--version"], 0),
+                                              (["bdrate", "--help"], 0)],
+                         ids=lambda v: " ".join(v) if isinstance(v, list) else str(v))
+def test_closed_stdout_ends_quietly(stream, args, status) -> None:
+    """stdout whose reader has gone (`fxlic models --json | head -1`): no traceback, no "internal error", nothing
+    on stderr; exit code 141 (128 + SIGPIPE, as a shell reports a writer killed by SIGPIPE), 0 for --help and
+    --version (argparse ignores the failed write). The pipe's read end is closed before the command starts, so
+    its first write fails, every time."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "fxlic.cli", *[str(stream) if a == "STREAM" else a for a in args]],
+                              stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert proc.stderr == "" and proc.returncode == status, (proc.returncode, proc.stderr)
+
+
+def test_head_of_a_pipeline(stream) -> None:
+    """The shell pipeline as a user types it: the first line arrives, stderr stays empty."""
+    command = f"{sys.executable} -m fxlic.cli models --json | head -1"
+    proc = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert proc.stdout.strip() in ("{", "[") or proc.stdout.startswith(("{", "[")), proc.stdout
+

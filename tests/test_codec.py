@@ -17,8 +17,8 @@ def _roundtrip(codec: Codec, pixels: np.ndarray):
     return result, trace, decoded
 
 
-@pytest.mark.parametrize("index, crop", [(23, None), (1, (0, 0, 100, 150)), (15, (37, 201, 64, 64)),
-                                         (4, (0, 0, 129, 65)), (8, (500, 700, 12, 68))])
+@pytest.mark.parametrize("index, crop", [pytest.param(23, None, marks=pytest.mark.data), (1, (0, 0, 100, 150)),
+                                         (15, (37, 201, 64, 64)), (4, (0, 0, 129, 65)), (8, (500, 700, 12, 68))])
 def test_decode_reproduces_the_quantized_latents(codec, kodak_image, index, crop) -> None:
     """The decoder recovers ŷ and ẑ exactly, for any image size (padding rule: docs/architecture.md)."""
     pixels = kodak_image(index, crop)
@@ -29,6 +29,7 @@ def test_decode_reproduces_the_quantized_latents(codec, kodak_image, index, crop
 
 
 @pytest.mark.slow
+@pytest.mark.data
 def test_full_kodak_image_compresses(codec, kodak_image) -> None:
     """A real photograph codes to a compact stream with a reconstruction far better than chance."""
     pixels = kodak_image(23)

@@ -23,7 +23,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -52,7 +51,7 @@ ENVIRONMENTS: dict[str, dict[str, str]] = {
                              "NUMBA_CPU_NAME": "generic"},
 }
 
-# The helper run in each environment: argv = Kodak folder, JSON list of crops. Prints one JSON line:
+# The helper run in each environment: argv = JSON list of PNG files (the crops). Prints one JSON line:
 # per impl and crop, SHA-256 of the bitstream, of the decoded ŷ and of the decoded pixels.
 HELPER = r"""
 import hashlib, json, sys
@@ -66,14 +65,14 @@ from fxlic.reference.modelfile import load_model_file
 def sha(data):
     return hashlib.sha256(bytes(data)).hexdigest()
 
-kodak, crops = Path(sys.argv[1]), json.loads(sys.argv[2])
+files = json.loads(sys.argv[1])
 model = load_model_file(models.resolve())
 out = {"numba_threads": numba.config.NUMBA_NUM_THREADS, "results": {}}
 for impl in ("blas", "numba"):
     codec = Codec(model, impl=impl)
     rows = []
-    for index, (top, left, height, width) in crops:
-        pixels = read_image(kodak / f"kodim{index:02d}.png")[top:top + height, left:left + width].copy()
+    for file in files:
+        pixels = read_image(Path(file))
         stream = codec.encode(pixels).bitstream
         trace = {}
         decoded = codec.decode(stream, trace=trace)
@@ -85,19 +84,32 @@ print(json.dumps(out))
 """
 
 
-def _run_helper(kodak_dir: Path, env_vars: dict[str, str]) -> dict:
+def _run_helper(crop_files: list[str], env_vars: dict[str, str]) -> dict:
     """Run HELPER in a fresh interpreter with exactly ``env_vars`` among the CONTROLLED variables."""
     env = {k: v for k, v in os.environ.items() if k not in CONTROLLED}
     env.update(env_vars)
-    proc = subprocess.run([sys.executable, "-c", HELPER, str(kodak_dir), json.dumps(CROPS)],
+    proc = subprocess.run([sys.executable, "-c", HELPER, json.dumps(crop_files)],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, f"helper failed under {env_vars}:\n{proc.stderr[-3000:]}"
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")
-def reference_run(kodak_dir: Path) -> dict:
-    return _run_helper(kodak_dir, REFERENCE_ENV)
+def crop_files(tmp_path_factory, kodak_image) -> list[str]:
+    """CROPS as PNG files (lossless: the helper reads the same pixels)."""
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("crops")
+    files = []
+    for index, crop in CROPS:
+        files.append(str(folder / f"kodim{index:02d}-crop.png"))
+        Image.fromarray(kodak_image(index, crop)).save(files[-1])
+    return files
+
+
+@pytest.fixture(scope="module")
+def reference_run(crop_files: list[str]) -> dict:
+    return _run_helper(crop_files, REFERENCE_ENV)
 
 
 def test_reference_process_agrees_across_impls(reference_run: dict) -> None:
@@ -108,9 +120,9 @@ def test_reference_process_agrees_across_impls(reference_run: dict) -> None:
 
 
 @pytest.mark.parametrize("name", list(ENVIRONMENTS))
-def test_decode_is_identical_in_every_environment(kodak_dir: Path, reference_run: dict, name: str) -> None:
+def test_decode_is_identical_in_every_environment(crop_files: list[str], reference_run: dict, name: str) -> None:
     """Bitstreams, decoded latents and pixels hash identically under each thread / kernel-set setting."""
-    run = _run_helper(kodak_dir, ENVIRONMENTS[name])
+    run = _run_helper(crop_files, ENVIRONMENTS[name])
     assert run["numba_threads"] == int(ENVIRONMENTS[name]["NUMBA_NUM_THREADS"])
     assert not run["torch_loaded"], "the integer codec must not load torch (ATEN/oneDNN settings are moot)"
     for impl in IMPLS:

@@ -161,15 +161,16 @@ def _run_pure(mode: str, image: Path, env_extra: dict[str, str]) -> dict:
 
 @pytest.mark.parametrize("mode, env_extra", [("block", {}), ("allow", {rans.PURE_NUMPY_ENV: "1"})],
                          ids=["numba-not-installed", "FXLIC_PURE_NUMPY=1"])
-def test_pure_numpy_path_is_bit_identical(kodak_dir: Path, mode: str, env_extra: dict[str, str]) -> None:
+def test_pure_numpy_path_is_bit_identical(kodak_image, tmp_path: Path, mode: str, env_extra: dict[str, str]) -> None:
     """Without Numba (not importable, or switched off) the codec never imports it and produces the same
     stream and pixels as the Numba path in this process."""
-    image = kodak_dir / "kodim05.png"
+    from PIL import Image
+
+    pixels = kodak_image(5, (0, 0, 96, 160))
+    image = tmp_path / "kodim05-crop.png"
+    Image.fromarray(pixels).save(image)
     pure = _run_pure(mode, image, env_extra)
     assert pure["impl"] == "reference" and not pure["numba_loaded"]
-    from fxlic.imageio import read_image
-
-    pixels = read_image(image)[:96, :160].copy()
     codec = Codec(load_model_file(__import__("fxlic.models", fromlist=["resolve"]).resolve()), entropy_impl="numba")
     stream = codec.encode(pixels).bitstream
     assert pure["stream"] == hashlib.sha256(stream).hexdigest()
@@ -192,11 +193,15 @@ def test_default_entropy_impl_follows_the_environment(monkeypatch) -> None:
     assert rans.default_impl() == "numba"
 
 
-def test_cross_arch_hash_tool_compares_two_platforms(kodak_dir: Path, tmp_path: Path) -> None:
+def test_cross_arch_hash_tool_compares_two_platforms(kodak_image, tmp_path: Path) -> None:
     """tools/cross_arch_hashes.py, as cross_arch_check.sh drives it, with the Numba path as "host" and the
     pure-NumPy path as "target": streams and pixels identical both ways, report written, exit 0."""
+    from PIL import Image
+
     tool = [sys.executable, str(REPO / "tools" / "cross_arch_hashes.py")]
-    image = f"{kodak_dir / 'kodim21.png'}@40,60,64,80"
+    source = tmp_path / "kodim21.png"
+    Image.fromarray(kodak_image(21, (40, 56, 64, 88))).save(source)  # cropped again by the tool's IMG@T,L,H,W
+    image = f"{source}@0,4,64,80"
     env = {k: v for k, v in os.environ.items() if k != rans.PURE_NUMPY_ENV}
     host, target, report = tmp_path / "host", tmp_path / "target", tmp_path / "report" / "x"
     subprocess.run([*tool, "run", "--images", image, "--out", str(host)], check=True, env=env, timeout=300)

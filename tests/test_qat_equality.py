@@ -54,6 +54,7 @@ def test_fresh_export_equals_qat_forward(train_dir, kodak_image, tmp_path, use_m
 
 
 @pytest.mark.slow
+@pytest.mark.data
 def test_shipped_model_equals_its_qat_forward(codec, kodak_image) -> None:
     """The shipped int8 model, rebuilt as a torch QAT model, matches the integer reference on Kodak."""
     model = model_from_model_file(codec.model)

@@ -16,13 +16,11 @@ from fxlic.rd.cli import bdrate_main, plot_main
 from fxlic.rd.metrics import MS_SSIM_WEIGHTS, gaussian_window, ms_ssim, psnr
 from fxlic.rd.results import RDCurve, db_to_msssim, load_curve, load_curves, msssim_to_db, save_curve
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-KODAK = SHARED / "anchors" / "kodak"
-MEASURED = SHARED / "anchors" / "kodak-measured"
-needs_anchors = pytest.mark.skipif(
-    not (KODAK / "vtm.json").is_file(),
-    reason=f"RD anchors not found at {KODAK} (the shared/ folder beside the repository)",
-)
+# A few published curves, copied verbatim into the repository (tests/fixtures/README.md); the data lane
+# (`pytest -m data`) loads every anchor in $FXLIC_ANCHORS.
+ANCHORS = Path(__file__).resolve().parent / "fixtures" / "anchors"
+KODAK = ANCHORS / "kodak"
+MEASURED = ANCHORS / "kodak-measured"
 
 # A smooth synthetic RD curve (6 points, about +3 dB per rate doubling).
 BPP = [0.1, 0.2, 0.4, 0.8, 1.6, 3.2]
@@ -33,7 +31,6 @@ MS_DB = [9.0, 11.0, 13.5, 16.0, 18.0, 20.5]
 # --------------------------------------------------------------------------------------------- BD
 
 
-@needs_anchors
 @pytest.mark.parametrize(
     ("anchor", "published", "tol"),
     [
@@ -50,7 +47,6 @@ def test_bd_rate_reproduces_published_anchor_figures(anchor: str, published: flo
     assert got == pytest.approx(published, abs=tol), f"{anchor}: BD-rate vs VTM {got:+.2f} %"
 
 
-@needs_anchors
 def test_bd_rate_cubic_method_close_to_pchip_on_bpg() -> None:
     ref, test = load_curve(KODAK / "vtm.json"), load_curve(KODAK / "bpg_444_x265_ycbcr.json")
     assert ref.psnr is not None and test.psnr is not None
@@ -135,29 +131,36 @@ def test_bd_ms_ssim_variants() -> None:
 # ---------------------------------------------------------------------------------------- results
 
 
-@needs_anchors
-def test_load_every_anchor() -> None:
-    curves = load_curves([KODAK], skip_invalid=False)
-    assert len(curves) >= 40
+def _check_published(kodak: Path) -> list[RDCurve]:
+    curves = load_curves([kodak], skip_invalid=False)
     for c in curves:
         assert len(c.bpp) >= 2 and (c.psnr is not None or c.ms_ssim is not None)
-    elic_ms = load_curve(KODAK / "paper-elic2022_ms-ssim.json")  # MS-SSIM in dB only, no PSNR
+    elic_ms = load_curve(kodak / "paper-elic2022_ms-ssim.json")  # MS-SSIM in dB only, no PSNR
     assert elic_ms.psnr is None and elic_ms.ms_ssim is not None
     assert elic_ms.ms_ssim_db is not None and elic_ms.ms_ssim_db[0] == pytest.approx(11.593)
-    paper = load_curve(KODAK / "paper-bmshj2018-hyperprior.json")  # no MS-SSIM, no times
+    paper = load_curve(kodak / "paper-bmshj2018-hyperprior.json")  # no MS-SSIM, no times
     assert paper.ms_ssim is None and paper.encoding_time is None
-    if MEASURED.is_dir():
-        measured = load_curves([MEASURED], skip_invalid=True)  # skips the timing reports
-        assert measured and all(c.encoding_time is not None for c in measured)
-        with pytest.raises(ValueError, match="compressai_speed"):
-            load_curve(MEASURED / "compressai_speed.json")
+    return curves
 
 
-@needs_anchors
+def test_load_every_bundled_anchor() -> None:
+    assert len(_check_published(KODAK)) == len(list(KODAK.glob("*.json")))
+    measured = load_curves([MEASURED], skip_invalid=True)  # skips the timing reports
+    assert measured and all(c.encoding_time is not None for c in measured)
+    with pytest.raises(ValueError, match="compressai_speed"):
+        load_curve(MEASURED / "compressai_speed.json")
+
+
+@pytest.mark.data
+def test_load_every_published_anchor(anchors_dir: Path) -> None:
+    """Every published curve ($FXLIC_ANCHORS/kodak) loads; the bundled copies equal their originals."""
+    assert len(_check_published(anchors_dir / "kodak")) >= 40
+    for bundled in KODAK.glob("*.json"):
+        assert json.loads(bundled.read_text()) == json.loads((anchors_dir / "kodak" / bundled.name).read_text())
+
+
 def test_save_load_roundtrip_keeps_layout(tmp_path: Path) -> None:
     for src in [KODAK / "vtm.json", KODAK / "paper-elic2022_mse.json", MEASURED / "webp.json"]:
-        if not src.is_file():
-            continue
         c = load_curve(src)
         out = tmp_path / src.name
         save_curve(c, out)
@@ -321,7 +324,6 @@ def test_bdrate_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert bdrate_main([str(ref), str(test), "--metric", "ms-ssim"]) == 1  # no MS-SSIM in these curves
 
 
-@needs_anchors
 def test_plot_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("matplotlib")
     ours = tmp_path / "ours.json"
