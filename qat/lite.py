@@ -41,7 +41,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .layers import QConv
-from .lite_data import LatentCropSampler
+from .lite_data import LatentCropSampler, load_pairs
 from .models import LATENT_FIX, output_to_pixels, pixels_to_input, synthesis_transform
 from .train import FastPath, Prefetcher, learning_rate, save_checkpoint
 
@@ -246,18 +246,43 @@ def fit_adapters(adapters: nn.ModuleList, student: LiteSynthesis, teacher: nn.Se
 
 
 # ---- evaluation -----------------------------------------------------------------------------------------
+VALIDATION_LATENTS = 32
+"""Side, in latents, of the validation window of each photo (512² pixels)."""
+
+
 @torch.no_grad()
-def psnr_on(student: nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> dict[str, float]:
-    """PSNR (dB, over all pixels) of the student's and the cached teacher's reconstructions on fixed crops."""
+def psnr_on(student: nn.Module, pairs: list[dict], margin: int = 2) -> dict[str, float]:
+    """PSNR (dB, over all pixels) of the student's and the cached teacher's reconstructions of the central
+    512² pixels of whole training photos (``fxlic.qat.lite_data.load_pairs``), decoded from the photo's ŷ with
+    ``margin`` latents of context a side: what a whole-image decode gives there (g_s sees about one latent
+    around each; the teacher's reconstruction was decoded from the whole ŷ)."""
     student.eval()
     err_s = err_t = count = 0.0
-    for y_hat, image, teacher in batches:
-        x_hat = output_to_pixels(student(y_hat)).round()
+    side = VALIDATION_LATENTS
+    for pair in pairs:
+        top = max((pair["latent_h"] - side) // 2, margin)
+        left = max((pair["latent_w"] - side) // 2, margin)
+        y_hat = pair["y_hat"][:, top - margin : top + side + margin, left - margin : left + side + margin]
+        x_hat = output_to_pixels(student(torch.from_numpy(y_hat).float()[None]).float())[0].round()
+        cut = 16 * margin
+        x_hat = x_hat[:, cut : cut + 16 * side, cut : cut + 16 * side]
+        rows, cols = slice(16 * top, 16 * (top + side)), slice(16 * left, 16 * (left + side))
+        image = torch.from_numpy(pair["image"][rows, cols]).permute(2, 0, 1).float()
+        teacher = torch.from_numpy(pair["teacher"][rows, cols]).permute(2, 0, 1).float()
         err_s += float(((x_hat - image) ** 2).sum())
         err_t += float(((teacher - image) ** 2).sum())
         count += image.numel()
     student.train()
     return {"psnr": 10 * math.log10(255**2 * count / err_s), "teacher_psnr": 10 * math.log10(255**2 * count / err_t)}
+
+
+def crop_margin(x: torch.Tensor, latents: torch.Tensor, margin: int) -> torch.Tensor:
+    """The centre of an N×C×H×W tensor computed from ``latents`` (N×M×h×w): ``margin`` latents cut from every
+    side, at the tensor's own resolution (H / h pixels per latent)."""
+    if not margin:
+        return x
+    cut = margin * (x.shape[-1] // latents.shape[-1])
+    return x[..., cut:-cut, cut:-cut]
 
 
 # ---- training -------------------------------------------------------------------------------------------
@@ -272,9 +297,8 @@ def train(args: argparse.Namespace) -> Path:
     ckpt_path = out / "checkpoint.pt"
     teacher_file = load(args.model, args.quality, args.model_file)
     teacher = teacher_synthesis(teacher_file)
-    sampler = LatentCropSampler(args.cache, args.crop, seed=args.seed)
-    val_sampler = LatentCropSampler(args.cache, 256, seed=args.seed + 1000)
-    validation = [val_sampler.batch(4) for _ in range(args.val_batches)]
+    sampler = LatentCropSampler(args.cache, args.crop, seed=args.seed, margin=args.margin)
+    validation = load_pairs(args.cache)[:: args.val_every_nth]  # whole training photos (Kodak is never used)
     state = torch.load(ckpt_path, map_location="cpu", weights_only=False) if ckpt_path.exists() else None
     widths = tuple(state["config"]["widths"]) if state else tuple(args.widths)
     student = LiteSynthesis(sampler.latent_channels, widths)
@@ -292,7 +316,8 @@ def train(args: argparse.Namespace) -> Path:
         record = {"init": f"from {args.init_from}", **init.get("record", {})}
         print(f"initialized from {args.init_from}")
     else:
-        init_batches = [sampler.batch(args.batch)[:2] for _ in range(args.init_batches)]
+        plain = LatentCropSampler(args.cache, args.crop, seed=args.seed + 1)  # no margin: the image is the target
+        init_batches = [plain.batch(args.batch)[:2] for _ in range(args.init_batches)]
         if args.init != "scratch":
             residuals = prune_from_teacher(student, teacher, init_batches, args.criterion, args.init == "prune-ls")
             record["init_residuals"] = residuals
@@ -368,9 +393,11 @@ def train(args: argparse.Namespace) -> Path:
             if use_features:
                 with torch.no_grad():
                     _, targets = teacher_features(teacher, y_hat)
-                feat_loss = sum(F.mse_loss(a(f).float(), t.float()) / t.float().pow(2).mean().clamp_min(1e-12)
+                feat_loss = sum(F.mse_loss(crop_margin(a(f).float(), y_hat, args.margin),
+                                           crop_margin(t, y_hat, args.margin).float())
+                                / crop_margin(t, y_hat, args.margin).float().pow(2).mean().clamp_min(1e-12)
                                 for a, f, t in zip(adapters, features, targets, strict=False)) / 3
-        recon = output_to_pixels(x_hat.float())
+        recon = output_to_pixels(crop_margin(x_hat, y_hat, args.margin).float())
         mse = torch.mean(((recon - pixels) / 255.0) ** 2)
         loss = mse
         out_gap = torch.mean(((recon - teacher_pixels) / 255.0) ** 2)
@@ -487,7 +514,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--val-batches", type=int, default=6)
+    p.add_argument("--margin", type=int, default=1, help="latents around each crop the student sees but is not "
+                   "scored on (no zero padding inside the scored area, as in a whole-image decode)")
+    p.add_argument("--val-every-nth", type=int, default=4, help="validate on the centre of every n-th cached "
+                   "training photo")
     p.add_argument("--val-every", type=int, default=1000)
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--ckpt-every", type=int, default=1000)

@@ -53,27 +53,40 @@ def cache_pairs(model_file: Path, data: Path, out: Path, threads: int | None = N
     return written
 
 
+def load_pairs(folder: Path) -> list[dict]:
+    """The cached pairs of a folder, in name order: ``y_hat``, ``image``, ``teacher`` and the photo's latent
+    height and width (``latent_h``, ``latent_w``: whole latents inside the photo, not its padding)."""
+    pairs = []
+    for path in sorted(Path(folder).glob("*.npz")):
+        with np.load(path) as f:
+            pair = {k: f[k] for k in ("y_hat", "image", "teacher")}
+            pair["height"], pair["width"] = int(f["height"]), int(f["width"])
+        pair["latent_h"], pair["latent_w"] = pair["height"] // LATENT_STRIDE, pair["width"] // LATENT_STRIDE
+        pair["name"] = path.stem
+        pairs.append(pair)
+    if not pairs:
+        raise FileNotFoundError(f"no cached pairs in {folder} (python -m fxlic.qat.lite_data)")
+    return pairs
+
+
 class LatentCropSampler:
     """Random aligned crops of cached (ŷ, image, teacher x̂) pairs; deterministic given the seed.
 
-    ``batch(B)`` → (ŷ B×M×c×c float32 integers, image B×3×16c×16c float32 in [0, 255], teacher the same).
-    Crops lie inside the photo (not its padding)."""
+    ``batch(B)`` → (ŷ B×M×(c+2m)×(c+2m) float32 integers, image B×3×16c×16c float32 in [0, 255], teacher the
+    same) with c = crop / 16 latents and a ``margin`` of m latents around them: the student sees the latents
+    around its crop, as it does inside a whole image, and is scored on the centre only (its output cropped by
+    16·m pixels a side), so it does not spend its capacity on the zero padding at crop borders that a decode
+    of a whole image never has. Crops (margin included) lie inside the photo, not its padding."""
 
-    def __init__(self, folder: Path, crop: int, seed: int = 0) -> None:
+    def __init__(self, folder: Path, crop: int, seed: int = 0, margin: int = 0) -> None:
         if crop % LATENT_STRIDE:
             raise ValueError(f"crop must be a multiple of {LATENT_STRIDE} pixels, got {crop}")
-        self.pairs = []
-        for path in sorted(Path(folder).glob("*.npz")):
-            with np.load(path) as f:
-                pair = {k: f[k] for k in ("y_hat", "image", "teacher")}
-                pair["latent_h"] = int(f["height"]) // LATENT_STRIDE
-                pair["latent_w"] = int(f["width"]) // LATENT_STRIDE
-            if min(pair["latent_h"], pair["latent_w"]) < crop // LATENT_STRIDE:
-                raise ValueError(f"{path}: smaller than the {crop}px crop")
-            self.pairs.append(pair)
-        if not self.pairs:
-            raise FileNotFoundError(f"no cached pairs in {folder} (python -m fxlic.qat.lite_data)")
+        self.pairs = load_pairs(folder)
         self.latent_crop = crop // LATENT_STRIDE
+        self.margin = margin
+        for pair in self.pairs:
+            if min(pair["latent_h"], pair["latent_w"]) < self.latent_crop + 2 * margin:
+                raise ValueError(f"{pair['name']}: smaller than the {crop}px crop and its margin")
         self.rng = np.random.default_rng(seed)
 
     @property
@@ -81,15 +94,16 @@ class LatentCropSampler:
         return int(self.pairs[0]["y_hat"].shape[0])
 
     def batch(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        c, s = self.latent_crop, LATENT_STRIDE
-        latents = np.empty((batch_size, self.latent_channels, c, c), dtype=np.int8)
+        c, m, s = self.latent_crop, self.margin, LATENT_STRIDE
+        latents = np.empty((batch_size, self.latent_channels, c + 2 * m, c + 2 * m), dtype=np.int8)
         images = np.empty((batch_size, c * s, c * s, 3), dtype=np.uint8)
         teachers = np.empty_like(images)
         for b in range(batch_size):
             pair = self.pairs[self.rng.integers(len(self.pairs))]
-            top = int(self.rng.integers(pair["latent_h"] - c + 1))
-            left = int(self.rng.integers(pair["latent_w"] - c + 1))
-            latents[b] = pair["y_hat"][:, top : top + c, left : left + c]
+            top = int(self.rng.integers(pair["latent_h"] - c - 2 * m + 1))
+            left = int(self.rng.integers(pair["latent_w"] - c - 2 * m + 1))
+            latents[b] = pair["y_hat"][:, top : top + c + 2 * m, left : left + c + 2 * m]
+            top, left = top + m, left + m
             rows, cols = slice(top * s, (top + c) * s), slice(left * s, (left + c) * s)
             images[b] = pair["image"][rows, cols]
             teachers[b] = pair["teacher"][rows, cols]

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# One lite decoder (docs/lite-decoders.md): a narrower g_s for the streams of a shipped meanscale model,
+# trained on CPU from the shipped int8 encoder's ŷ of the training photos, QAT'd and exported.
+#
+#   bash tools/lite_recipe.sh QUALITY NAME "C1 C2 C3" FLOAT_MIN QAT_MIN [INIT_FROM]
+#
+# 1. Cache (ŷ, photo, teacher's x̂) of the 40 training photos with the shipped q QUALITY model (golden path;
+#    RUNS/cache-qQ, about 3 minutes on 2 threads; kept).
+# 2. Float student, FLOAT_MIN minutes on one thread: from INIT_FROM (a lite checkpoint of the same widths,
+#    e.g. the q4 student for another quality) or, without it, pruned from the teacher's g_s by channel energy
+#    and refitted by least squares. lr 1e-4 (÷10 for the last 20 %), 8 × 128² crops with one latent of context.
+# 3. QAT, QAT_MIN minutes: fix positions calibrated on 16 batches, then fake-quantized fine-tuning at QAT_LR.
+# 4. Export: models/decoders/meanscale-qQUALITY.NAME.npz (the decoder file names the model it decodes).
+# Re-running skips finished steps (DIR/.done); an interrupted step resumes from its checkpoint for its minutes.
+#
+# Environment: RUNS [runs/lite], QAT_LR [2e-5], THREADS [1] (training), LR [1e-4].
+set -euo pipefail
+cd "$(dirname "$0")/.."
+Q=$1 NAME=$2 WIDTHS=$3 FLOAT_MIN=$4 QAT_MIN=$5 INIT=${6:-}
+RUNS=${RUNS:-runs/lite}
+QAT_LR=${QAT_LR:-2e-5}
+LR=${LR:-1e-4}
+THREADS=${THREADS:-1}
+PY=.venv/bin/python
+CACHE=$RUNS/cache-q$Q
+FLOAT=$RUNS/q$Q-$NAME
+QAT=$RUNS/q$Q-$NAME-qat
+OUT=models/decoders/meanscale-q$Q.$NAME.npz
+
+step() {  # step NAME DIR COMMAND…: run once; DIR/.done marks it finished (an interrupted run resumes)
+  local what=$1 dir=$2
+  shift 2
+  if [ -f "$dir/.done" ]; then echo "$what: done ($dir)"; return; fi
+  "$@"
+  touch "$dir/.done"
+}
+[ "$(ls "$CACHE"/*.npz 2>/dev/null | wc -l)" -ge 40 ] || $PY -m fxlic.qat.lite_data --quality "$Q" --out "$CACHE" --threads 2
+# shellcheck disable=SC2086
+step float "$FLOAT" $PY -m fxlic.qat.lite --cache "$CACHE" --quality "$Q" --out "$FLOAT" --widths $WIDTHS \
+  --minutes "$FLOAT_MIN" --lr "$LR" --warmup 200 --threads "$THREADS" --val-every 2000 ${INIT:+--init-from "$INIT"}
+step qat "$QAT" $PY -m fxlic.qat.lite --cache "$CACHE" --quality "$Q" --out "$QAT" --init-from "$FLOAT/checkpoint.pt" \
+  --phase qat --minutes "$QAT_MIN" --lr "$QAT_LR" --threads "$THREADS" --val-every 500
+$PY -m fxlic.qat.lite export "$QAT/checkpoint.pt" --quality "$Q" --name "$NAME" -o "$OUT"
