@@ -20,7 +20,7 @@ from tqdm import tqdm
 from fxlic.codec import Codec, pad_image
 from fxlic.families import open_codec
 from fxlic.imageio import read_image
-from fxlic.reference.modelfile import load_model_file
+from fxlic.reference.modelfile import load_decoder_file, load_model_file, with_decoder
 
 from .export import load_checkpoint_model, model_from_model_file
 from .fakequant import quantize_activation_codes
@@ -93,10 +93,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("images", nargs="+", help="images or a folder of PNGs")
     p.add_argument("--checkpoint", help="QAT checkpoint to compare with (default: the QAT model rebuilt from "
                    "the model file's int8 weights and fix positions)")
+    p.add_argument("--decoder-file", help="a lite decoder file of the model: its g_s replaces the model's on the "
+                   "decoder side (docs/model-file.md, decoder files)")
+    p.add_argument("--decoder-checkpoint", help="the lite decoder's QAT checkpoint (fxlic.qat.lite) to compare its "
+                   "g_s with (default: rebuilt from the decoder file)")
     p.add_argument("--json", help="write the per-layer table here")
     args = p.parse_args(argv)
     model_file = load_model_file(args.model_file)
+    if args.decoder_file:
+        model_file = with_decoder(model_file, load_decoder_file(args.decoder_file))
     model = load_checkpoint_model(args.checkpoint)[0] if args.checkpoint else model_from_model_file(model_file)
+    if args.decoder_checkpoint:
+        if not args.decoder_file:
+            raise SystemExit("--decoder-checkpoint needs the --decoder-file it was exported to")
+        from .lite import load_student
+
+        model.g_s = load_student(args.decoder_checkpoint)[0].g_s
     codec = open_codec(model_file)
     images = [Path(i) for i in args.images]
     if len(images) == 1 and images[0].is_dir():

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Measure a shipped lite decoder (docs/lite-decoders.md) on Kodak, the test set (never used for training):
+#   bash tools/measure_lite.sh NAME [OUT_DIR] [RUNS_DIR]
+# 1. fxlic eval with --decoder NAME at every quality that ships it: the default encoder's real bitstreams (the
+#    same bytes as the full decoder's), decoded by the lite g_s → OUT/meanscale.NAME.json, per-image CSVs.
+# 2. BD-rate against the full decoder's int8 ladder on the same streams (results/kodak/meanscale.json, restricted
+#    to the same qualities) and against VTM → OUT/bdrate-NAME.txt.
+# 3. Layer equality of the decoder file with its QAT checkpoint (RUNS/qQ-NAME-qat) at q4 on all 24 images,
+#    decoder side (fxlic verify-qat --decoder-file … --decoder-checkpoint …) → OUT/layer-equality-q4.NAME.json.
+# 4. hw-report (fitted DPU timing): decode MACs per pixel and modelled fps → OUT/hw-NAME.json.
+# 5. The bundled golden set of the decoder at q4: golden/vectors/meanscale-q4.NAME (tools/make_bundled_golden.sh's
+#    crops).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+NAME=$1
+OUT=${2:-results/kodak-lite}
+RUNS=${3:-runs/lite}
+K=${FXLIC_DATA:-../shared/data}/kodak
+A=${FXLIC_ANCHORS:-../shared/anchors}/kodak
+PY=.venv/bin/python
+mkdir -p "$OUT"
+QS=$($PY -c "from fxlic import models; print(','.join(str(q) for q in sorted(models.available()['meanscale'])
+  if '$NAME' in models.decoders('meanscale', q)))")
+echo "decoder $NAME at qualities $QS"
+.venv/bin/fxlic eval --model meanscale --decoder "$NAME" --qualities "$QS" --images "$K" --out "$OUT" \
+  > "$OUT/eval-$NAME.log"
+# the full decoder's ladder at the same qualities (its committed per-quality figures, real bitstreams)
+$PY tools/rd_curve.py --qualities "$QS" --name "fxlic-meanscale-int8 (full decoder)" results/kodak/meanscale.json \
+  "$OUT/meanscale-full-$NAME-qualities.json"
+{
+  echo "# Kodak, decoder $NAME against the full decoder on the same streams (qualities $QS)"
+  .venv/bin/fxlic bdrate "$OUT/meanscale-full-$NAME-qualities.json" "$OUT/meanscale.$NAME.json"
+  echo
+  echo "# against VTM"
+  .venv/bin/fxlic bdrate "$A/vtm.json" "$OUT/meanscale-full-$NAME-qualities.json" "$OUT/meanscale.$NAME.json"
+} | tee "$OUT/bdrate-$NAME.txt"
+if [ -f "$RUNS/q4-$NAME-qat/checkpoint.pt" ]; then
+  .venv/bin/fxlic verify-qat models/meanscale-q4.npz "$K" --decoder-file "models/decoders/meanscale-q4.$NAME.npz" \
+    --decoder-checkpoint "$RUNS/q4-$NAME-qat/checkpoint.pt" --json "$OUT/layer-equality-q4.$NAME.json" \
+    | tail -n 1 | tee "$OUT/layer-equality-q4.$NAME.txt"
+fi
+.venv/bin/fxlic hw-report --model meanscale --decoder "$NAME" --json > "$OUT/hw-$NAME.json"
+G=golden/vectors/meanscale-q4.$NAME
+.venv/bin/fxlic golden make --quality 4 --decoder "$NAME" --out "$G" --images \
+  "$K/kodim23.png@100,200,80,112" "$K/kodim04.png@300,200,100,72" "$K/kodim13.png@200,400,64,64"
+.venv/bin/fxlic golden verify "$G"
