@@ -22,6 +22,7 @@ imported only when its kernels are first used, so the plain path runs on a machi
 from __future__ import annotations
 
 import os
+import weakref
 from types import ModuleType
 
 import numpy as np
@@ -39,6 +40,7 @@ __all__ = [
     "default_impl",
     "encode_symbols",
     "decode_symbols",
+    "search_lut",
 ]
 
 RANS_L = 1 << 23
@@ -60,8 +62,34 @@ def _numba_kernels() -> ModuleType:
     """The Numba kernels, imported on first use (numba's import and JIT cost is paid only here)."""
     from . import _rans_numba as nb
 
-    assert (nb.RANS_L, nb.STATE_END, nb.PREC, nb.IO_BITS) == (RANS_L, STATE_END, PRECISION, IO_BITS)
+    assert (nb.RANS_L, nb.STATE_END, nb.PREC, nb.IO_BITS, nb.LUT_SHIFT) == (RANS_L, STATE_END, PRECISION, IO_BITS,
+                                                                           LUT_SHIFT)
     return nb
+
+
+LUT_SHIFT = 8
+"""Slot bits dropped to index the search table of the Numba decoder (``search_lut``): 256 buckets per table."""
+_LUTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def search_lut(tables: TableSet) -> np.ndarray:
+    """uint16 ``[T, 2^16 >> LUT_SHIFT]``: ``lut[t, b]`` = the symbol index s whose interval
+    ``[cdf[t, s], cdf[t, s + 1])`` holds slot ``b << LUT_SHIFT``, the first slot of bucket b.
+
+    The Numba decoder starts its ENT-6 search there and scans forward (the answer for any slot of the
+    bucket is ≥ it), which replaces a binary search of ~7 dependent loads by one load and usually no step
+    (ENT-6: the search rule is normative only in its result). Built once per table set (cached).
+    """
+    lut = _LUTS.get(tables)
+    if lut is None:
+        cdf = tables.cdf.astype(np.int64)
+        firsts = np.arange(1 << (PRECISION - LUT_SHIFT), dtype=np.int64) << LUT_SHIFT
+        lut = np.empty((tables.num_tables, firsts.size), dtype=np.uint16)
+        for t in range(tables.num_tables):  # rows are strictly increasing up to n_t, then padded with 2^16
+            lut[t] = np.searchsorted(cdf[t], firsts, side="right") - 1
+        lut.setflags(write=False)
+        _LUTS[tables] = lut
+    return lut
 
 
 def default_impl() -> str:
@@ -235,7 +263,10 @@ def decode_symbols(data: bytes, table_index: np.ndarray, tables: TableSet, impl:
         return np.asarray(out_list, dtype=np.int32).reshape(shape)
     out = np.empty(n, dtype=np.int32)
     arr = np.frombuffer(buf, dtype=np.uint8)
-    status, i, pos = _numba_kernels().decode_kernel(arr, ti, tables.cdf, tables.num_symbols, tables.offset, out)
+    # the whole stream is one tile [0:1, 0:n] of [1, 1, n] arrays (one kernel for streams and substreams)
+    status, i, pos = _numba_kernels().decode_tile_kernel(arr, 0, len(buf), 0, 1, 0, n, ti.reshape(1, 1, n), tables.cdf,
+                                                         search_lut(tables), tables.num_symbols, tables.offset,
+                                                         out.reshape(1, 1, n))
     if status != _st.OK:
         _raise(int(status), int(i), n, int(pos), len(buf))
     return out.reshape(shape)
