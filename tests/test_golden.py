@@ -39,6 +39,15 @@ def test_make_then_verify(codec, fresh_set) -> None:
     assert all(r.ok for r in verify_set(codec, fresh_set))
 
 
+def test_a_substream_stream_makes_and_verifies(codec, kodak_image, tmp_path) -> None:
+    """An image of more than one 256-pixel tile is coded in y substreams (format version 4,
+    docs/bitstream.md BS-12): its golden set records and re-decodes them."""
+    folder = tmp_path / "golden"
+    make_set(codec, {"wide": kodak_image(7, (30, 10, 40, 300))}, folder)
+    assert (folder / "wide" / "bitstream.fxl").read_bytes()[4] == 4
+    assert all(r.ok for r in verify_set(codec, folder))
+
+
 def test_a_changed_value_is_located(codec, fresh_set) -> None:
     """A flipped value in one stored layer is reported with layer, index, expected and got."""
     manifest = json.loads((fresh_set / "manifest.json").read_text())
