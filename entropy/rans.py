@@ -22,6 +22,7 @@ imported only when its kernels are first used, so the plain path runs on a machi
 from __future__ import annotations
 
 import os
+import threading
 import weakref
 from types import ModuleType
 
@@ -41,6 +42,8 @@ __all__ = [
     "encode_symbols",
     "decode_symbols",
     "search_lut",
+    "warm_up",
+    "numba_ready",
 ]
 
 RANS_L = 1 << 23
@@ -90,6 +93,52 @@ def search_lut(tables: TableSet) -> np.ndarray:
         lut.setflags(write=False)
         _LUTS[tables] = lut
     return lut
+
+
+_WARM = threading.Event()
+_WARM_LOCK = threading.Lock()
+_warm_thread: threading.Thread | None = None
+
+
+def _load_kernels() -> None:
+    """Import the Numba kernels and run each once on empty input: loads their cached machine code (or compiles
+    it) and initializes Numba's CPU target, about 0.3 s of a process's first rANS call."""
+    try:
+        nb = _numba_kernels()
+        empty = np.zeros((1, 1, 0), dtype=np.int32)
+        # the argument types of the real calls, read-only flags included (Numba specializes on them): table
+        # arrays are read-only (TableSet, search_lut), so is the stream (np.frombuffer of bytes)
+        tables = (np.zeros((1, 3), dtype=np.uint32), np.zeros((1, 1 << (PRECISION - LUT_SHIFT)), dtype=np.uint16),
+                  np.zeros(1, dtype=np.int32), np.zeros(1, dtype=np.int32))
+        for array in tables:
+            array.setflags(write=False)
+        state = np.frombuffer(bytes([0, 0, 0x80, 0] * 2), dtype=np.uint8)  # two streams of the initial state L
+        nb.decode_tile_kernel(state, 0, 4, 0, 1, 0, 0, empty, *tables, empty)
+        nb.decode_tile_pair_kernel(state, 0, 4, 0, 0, 4, 8, 0, 0, 1, 0, empty, *tables, empty)
+        nb.encode_kernel(np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int32), tables[0], tables[2], tables[3])
+    except Exception:  # noqa: BLE001 - a failed warm-up only costs time: the first real call raises or compiles
+        pass
+    finally:
+        _WARM.set()
+
+
+def warm_up() -> None:
+    """Start loading the Numba kernels in a background thread (once per process; no-op without Numba or with
+    ``FXLIC_PURE_NUMPY=1``), so that Numba's start-up overlaps the transforms that precede the first rANS call
+    (the codec calls this when it is created). Changes no result: a call before the warm-up ends waits for it
+    inside Numba."""
+    global _warm_thread
+    if default_impl() != "numba":
+        return
+    with _WARM_LOCK:
+        if _warm_thread is None:
+            _warm_thread = threading.Thread(target=_load_kernels, name="fxlic-numba-warm-up", daemon=True)
+            _warm_thread.start()
+
+
+def numba_ready() -> bool:
+    """True once :func:`warm_up` has loaded the kernels (a first call now costs no start-up)."""
+    return _WARM.is_set()
 
 
 def default_impl() -> str:

@@ -135,7 +135,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
         pixels = codec.decode(data)
         if header.colour == COLOUR_GRAY:
             pixels = to_gray(pixels)
-        write_atomically(job.target, encode_png(pixels))
+        write_atomically(job.target, encode_png(pixels, fast=True))
         if not args.quiet:
             kind = "gray" if header.colour == COLOUR_GRAY else "RGB"
             decoder = "" if codec.model.decoder is None else f" (decoder {codec.model.decoder_name})"

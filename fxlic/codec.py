@@ -30,7 +30,7 @@ from fxlic.entropy.bitstream import (
     unpack,
 )
 from fxlic.entropy.conditional import factorized_table_indexes
-from fxlic.entropy.rans import EntropyDecodeError, decode_symbols, encode_symbols
+from fxlic.entropy.rans import EntropyDecodeError, decode_symbols, default_impl, encode_symbols, numba_ready, warm_up
 from fxlic.entropy.substreams import decode_substreams, encode_substreams, join_substreams, split_substreams
 from fxlic.reference.hyperprior import PAD_MULTIPLE, IntegerHyperprior
 from fxlic.reference.modelfile import ModelFile, ModelFileError
@@ -47,6 +47,10 @@ default transform tile, so a tile's synthesis and its entropy decoding can pipel
 substreams at 1080p, 6 on a Kodak image, one (format version 1 or 2) up to 256 × 256 pixels."""
 
 HASH_BYTES = MODEL_HASH_BYTES
+Z_PLAIN_MAX = 1 << 15
+"""ẑ streams of at most this many symbols (images up to about 1.4 MP) are decoded by the plain-Python coder while
+Numba's kernels are still loading (``rans.warm_up``, about 0.3 s per process): 40 ms at worst, during which the
+kernels finish loading for ŷ. Same values either way (tests/test_rans.py)."""
 
 
 @dataclass
@@ -132,6 +136,8 @@ class Codec:
         self.tile = check_tile(tile)
         self.workers = workers
         self.substream_tile = check_tile(substream_tile)
+        if entropy_impl in (None, "numba"):
+            warm_up()  # Numba's start-up overlaps model set-up and the transforms before the first rANS call
 
     # ---- tiled transforms (bit-identical to the whole-image ones, docs/tiling.md) ---------------
     def _analysis_tiled(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -158,9 +164,10 @@ class Codec:
     def _hyper_synthesis_tiled(self, z_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         tile = self.tile // self.net.latent_stride
         heads = [self.net.h_s_scales] + ([self.net.h_s_means] if self.net.h_s_means is not None else [])
-        # each head is one chain h_s → head (h_s is recomputed per head: it is tiny next to g_s)
-        outputs = [run_chain_tiled([*self.net.h_s, head], array_source(z_hat), z_hat.shape, tile, self.impl,
-                                   self.workers) for head in heads]
+        # h_s once (its output, at ŷ's resolution, is as small as ŷ), then each head on it
+        hidden = run_chain_tiled(self.net.h_s, array_source(z_hat), z_hat.shape, tile, self.impl, self.workers)
+        outputs = [run_chain_tiled([head], array_source(hidden), hidden.shape, tile, self.impl, self.workers)
+                   for head in heads]
         return outputs[0], outputs[1] if len(outputs) > 1 else None
 
     def _y_coding_params(self, scales: np.ndarray, means: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -242,7 +249,7 @@ class Codec:
         y_shape = self.net.latent_shape(header.height, header.width)
         try:
             z_values = decode_symbols(streams[0], factorized_table_indexes(z_shape), self.model.z_tables,
-                                      impl=self.entropy_impl)
+                                      impl=self._z_impl(int(np.prod(z_shape))))
             z_hat = _as_int8(z_values, z_shape, "ẑ")
             if trace is not None or self.tile == 0:  # whole-image transforms (traces record whole layers)
                 scales, means = self.net.hyper_synthesis(z_hat, trace)
@@ -265,6 +272,14 @@ class Codec:
         if trace is not None:
             trace["y_hat"], trace["z_hat"] = y_hat, z_hat
         return output_to_pixels(x_hat)[: header.height, : header.width]
+
+    def _z_impl(self, count: int) -> str | None:
+        """The rANS coder for a ẑ stream of ``count`` symbols: the plain one while Numba is still loading and
+        the stream is small (``Z_PLAIN_MAX``), so that h_s can start at once; else the codec's."""
+        impl = default_impl() if self.entropy_impl is None else self.entropy_impl
+        if impl == "numba" and count <= Z_PLAIN_MAX and not numba_ready():
+            return "reference"
+        return self.entropy_impl
 
     def check_header(self, header: StreamHeader) -> None:
         """Refuse a stream this model cannot decode: another architecture (BS-11), then other weights (BS-4)."""

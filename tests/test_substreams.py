@@ -300,3 +300,25 @@ def test_info_reports_substreams(tmp_path, capsys, substream_file) -> None:
     assert main(["info", str(path), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert (info["format"], info["substreams"], info["substream_tile"]) == (4, 9, 64)
+
+
+def test_numba_warm_up_and_the_plain_z_decoder_change_no_pixel(codec, monkeypatch) -> None:
+    """The codec starts loading Numba's kernels in a background thread when it is created, and decodes a small
+    ẑ with the plain coder while they load (fxlic.codec.Z_PLAIN_MAX): the same pixels either way."""
+    from fxlic import codec as codec_module
+    from fxlic.entropy import rans
+
+    if rans.default_impl() != "numba":
+        pytest.skip("Numba switched off")
+    rans.warm_up()
+    rans._warm_thread.join()
+    assert rans.numba_ready()
+    rng = np.random.default_rng(9)
+    pixels = np.clip(rng.normal(120, 40, (130, 200, 3)), 0, 255).astype(np.uint8)
+    stream = codec.encode(pixels).bitstream
+    fresh = codec_module.Codec(codec.model)
+    assert fresh._z_impl(100) is None
+    monkeypatch.setattr(codec_module, "numba_ready", lambda: False)
+    assert fresh._z_impl(100) == "reference" and fresh._z_impl(codec_module.Z_PLAIN_MAX + 1) is None
+    assert codec_module.Codec(codec.model, entropy_impl="numba")._z_impl(100) == "reference"
+    np.testing.assert_array_equal(fresh.decode(stream), codec.decode(stream))
