@@ -21,7 +21,9 @@ imported only when its kernels are first used, so the plain path runs on a machi
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 import threading
 import weakref
 from types import ModuleType
@@ -44,6 +46,7 @@ __all__ = [
     "search_lut",
     "warm_up",
     "numba_ready",
+    "available_cpus",
 ]
 
 RANS_L = 1 << 23
@@ -137,8 +140,20 @@ def warm_up() -> None:
 
 
 def numba_ready() -> bool:
-    """True once :func:`warm_up` has loaded the kernels (a first call now costs no start-up)."""
+    """True once the kernels are loaded (by :func:`warm_up` or a first call): a call now costs no start-up."""
+    if not _WARM.is_set() and "fxlic.entropy._rans_numba" in sys.modules:
+        nb = sys.modules["fxlic.entropy._rans_numba"]
+        if all(getattr(nb, name).signatures for name in ("decode_tile_kernel", "encode_kernel")):
+            _WARM.set()  # loaded by real calls
     return _WARM.is_set()
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the platform has one, else the CPU count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 def default_impl() -> str:
@@ -149,11 +164,11 @@ def default_impl() -> str:
     """
     if os.environ.get(PURE_NUMPY_ENV, "") == "1":
         return "reference"
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return "reference"
-    return "numba"
+    try:  # whether Numba is installed, without importing it (0.15 s): it is imported when the kernels are used
+        found = importlib.util.find_spec("numba") is not None
+    except (ImportError, ValueError):
+        found = False
+    return "numba" if found else "reference"
 
 
 class EntropyDecodeError(ValueError):

@@ -15,7 +15,6 @@ independent rANS states per thread, so the CPU overlaps their dependency chains)
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -28,6 +27,7 @@ from .rans import (
     _numba_kernels,
     _raise,
     _table_index_array,
+    available_cpus,
     decode_symbols,
     encode_symbols,
     search_lut,
@@ -50,7 +50,7 @@ def tile_bounds(height: int, width: int, tile: int) -> list[Tile]:
 
 
 def _workers(workers: int | None) -> int:
-    return max(1, os.cpu_count() or 1) if workers is None else max(1, int(workers))
+    return available_cpus() if workers is None else max(1, int(workers))
 
 
 def _map(function, jobs: Sequence, workers: int | None) -> list:

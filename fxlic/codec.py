@@ -30,7 +30,15 @@ from fxlic.entropy.bitstream import (
     unpack,
 )
 from fxlic.entropy.conditional import factorized_table_indexes
-from fxlic.entropy.rans import EntropyDecodeError, decode_symbols, default_impl, encode_symbols, numba_ready, warm_up
+from fxlic.entropy.rans import (
+    EntropyDecodeError,
+    available_cpus,
+    decode_symbols,
+    default_impl,
+    encode_symbols,
+    numba_ready,
+    warm_up,
+)
 from fxlic.entropy.substreams import decode_substreams, encode_substreams, join_substreams, split_substreams
 from fxlic.reference.hyperprior import PAD_MULTIPLE, IntegerHyperprior
 from fxlic.reference.modelfile import ModelFile, ModelFileError
@@ -47,10 +55,12 @@ default transform tile, so a tile's synthesis and its entropy decoding can pipel
 substreams at 1080p, 6 on a Kodak image, one (format version 1 or 2) up to 256 × 256 pixels."""
 
 HASH_BYTES = MODEL_HASH_BYTES
-Z_PLAIN_MAX = 1 << 15
-"""ẑ streams of at most this many symbols (images up to about 1.4 MP) are decoded by the plain-Python coder while
-Numba's kernels are still loading (``rans.warm_up``, about 0.3 s per process): 40 ms at worst, during which the
-kernels finish loading for ŷ. Same values either way (tests/test_rans.py)."""
+PLAIN_MAX = 1 << 18
+"""Streams of at most this many symbols (ẑ of images up to 16 MP; ŷ of images up to 2 MP) are coded by the
+plain-Python rANS coder when the codec chooses the coder (``entropy_impl=None``) and Numba's kernels are not
+loaded yet: 0.16 s to decode (0.12 s to encode) a Kodak image's ŷ on one core, against about 0.3 s for Numba's
+start-up in a fresh process. Larger streams wait for Numba (80 M symbols/s). Same bytes and values either way
+(tests/test_rans.py, tests/test_substreams.py)."""
 
 
 @dataclass
@@ -136,8 +146,6 @@ class Codec:
         self.tile = check_tile(tile)
         self.workers = workers
         self.substream_tile = check_tile(substream_tile)
-        if entropy_impl in (None, "numba"):
-            warm_up()  # Numba's start-up overlaps model set-up and the transforms before the first rANS call
 
     # ---- tiled transforms (bit-identical to the whole-image ones, docs/tiling.md) ---------------
     def _analysis_tiled(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -205,6 +213,7 @@ class Codec:
         if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
             raise ValueError(f"expected uint8 H×W×3 pixels, got {pixels.dtype} {pixels.shape}")
         height, width = pixels.shape[:2]
+        self._start_coder(int(np.prod(self.net.latent_shape(height, width))))
         trace: dict[str, np.ndarray] = {}
         whole = keep_trace or self.tile == 0  # tile 0: the network's own (overridable) whole-image methods
         if whole:  # the trace records whole layer outputs: whole-image transforms
@@ -218,7 +227,7 @@ class Codec:
         z_hat = self.net.quantize_latent(z, self.net.fix_z)
         trace["y_hat"], trace["z_hat"] = y_hat, z_hat
         z_stream = encode_symbols(z_hat.reshape(-1).astype(np.int32), factorized_table_indexes(z_hat.shape),
-                                  self.model.z_tables, impl=self.entropy_impl)
+                                  self.model.z_tables, impl=self._coder(z_hat.size))
         scales, means = self.net.hyper_synthesis(z_hat, trace) if whole else self._hyper_synthesis_tiled(z_hat)
         table, mean_r = self._y_coding_params(scales, means)
         del scales, means
@@ -227,11 +236,11 @@ class Codec:
         if substream_count(width, height, substream_tile) < 2:
             substream_tile = 0  # one tile: the single y stream of versions 1 and 2 (BS-12)
             y_stream = encode_symbols(symbols.reshape(-1), table.reshape(-1), self.model.y_tables,
-                                      impl=self.entropy_impl)
+                                      impl=self._coder(symbols.size))
         else:
             y_stream, offsets = join_substreams(encode_substreams(
-                symbols, table, self.model.y_tables, substream_tile // self.net.latent_stride, impl=self.entropy_impl,
-                workers=self.workers))
+                symbols, table, self.model.y_tables, substream_tile // self.net.latent_stride,
+                impl=self._coder(symbols.size), workers=self.workers))
         header = StreamHeader(model_name=self.model.name, model_hash=self.model_hash[:HASH_BYTES],
                               quality=self.model.quality, width=width, height=height, colour=colour,
                               architecture=self.architecture, substream_tile=substream_tile, substream_offsets=offsets)
@@ -247,9 +256,10 @@ class Codec:
             raise DecodeError(f"expected 2 streams (z, y), found {len(streams)}")
         z_shape = self.net.hyper_latent_shape(header.height, header.width)
         y_shape = self.net.latent_shape(header.height, header.width)
+        self._start_coder(int(np.prod(y_shape)))
         try:
             z_values = decode_symbols(streams[0], factorized_table_indexes(z_shape), self.model.z_tables,
-                                      impl=self._z_impl(int(np.prod(z_shape))))
+                                      impl=self._coder(int(np.prod(z_shape))))
             z_hat = _as_int8(z_values, z_shape, "ẑ")
             if trace is not None or self.tile == 0:  # whole-image transforms (traces record whole layers)
                 scales, means = self.net.hyper_synthesis(z_hat, trace)
@@ -259,9 +269,10 @@ class Codec:
             if header.substream_tile:  # BS-12: K independent substreams, decoded on `workers` threads
                 symbols = decode_substreams(split_substreams(streams[1], header.substream_offsets), table,
                                             self.model.y_tables, header.substream_tile // self.net.latent_stride,
-                                            impl=self.entropy_impl, workers=self.workers)
+                                            impl=self._coder(table.size), workers=self.workers)
             else:
-                symbols = decode_symbols(streams[1], table.reshape(-1), self.model.y_tables, impl=self.entropy_impl)
+                symbols = decode_symbols(streams[1], table.reshape(-1), self.model.y_tables,
+                                         impl=self._coder(table.size))
         except EntropyDecodeError as exc:
             raise DecodeError(f"corrupted entropy-coded data: {exc}") from None
         y_hat = _as_int8(symbols.reshape(y_shape).astype(np.int64) + mean_r, y_shape, "ŷ")
@@ -273,11 +284,18 @@ class Codec:
             trace["y_hat"], trace["z_hat"] = y_hat, z_hat
         return output_to_pixels(x_hat)[: header.height, : header.width]
 
-    def _z_impl(self, count: int) -> str | None:
-        """The rANS coder for a ẑ stream of ``count`` symbols: the plain one while Numba is still loading and
-        the stream is small (``Z_PLAIN_MAX``), so that h_s can start at once; else the codec's."""
-        impl = default_impl() if self.entropy_impl is None else self.entropy_impl
-        if impl == "numba" and count <= Z_PLAIN_MAX and not numba_ready():
+    def _start_coder(self, symbols: int) -> None:
+        """Before an image of ``symbols`` ŷ symbols: if its streams will need Numba (``_coder``), start loading the
+        kernels on another core now (``rans.warm_up``), so that Numba's start-up overlaps the transforms."""
+        if (self.entropy_impl in (None, "numba") and (self.entropy_impl == "numba" or symbols > PLAIN_MAX)
+                and available_cpus() > 1):
+            warm_up()
+
+    def _coder(self, count: int) -> str | None:
+        """The rANS coder for a stream of ``count`` symbols: the codec's, except that when it chooses
+        (``entropy_impl=None``), Numba's kernels are not loaded yet and the stream is small (``PLAIN_MAX``), the
+        plain coder, which finishes before Numba would have started."""
+        if self.entropy_impl is None and count <= PLAIN_MAX and default_impl() == "numba" and not numba_ready():
             return "reference"
         return self.entropy_impl
 

@@ -303,8 +303,9 @@ def test_info_reports_substreams(tmp_path, capsys, substream_file) -> None:
 
 
 def test_numba_warm_up_and_the_plain_z_decoder_change_no_pixel(codec, monkeypatch) -> None:
-    """The codec starts loading Numba's kernels in a background thread when it is created, and decodes a small
-    ẑ with the plain coder while they load (fxlic.codec.Z_PLAIN_MAX): the same pixels either way."""
+    """The codec codes small streams with the plain coder while Numba's kernels are not loaded
+    (fxlic.codec.PLAIN_MAX), and starts loading them in a background thread for an image that will need them
+    (given a second CPU): the same bytes and pixels either way."""
     from fxlic import codec as codec_module
     from fxlic.entropy import rans
 
@@ -317,8 +318,9 @@ def test_numba_warm_up_and_the_plain_z_decoder_change_no_pixel(codec, monkeypatc
     pixels = np.clip(rng.normal(120, 40, (130, 200, 3)), 0, 255).astype(np.uint8)
     stream = codec.encode(pixels).bitstream
     fresh = codec_module.Codec(codec.model)
-    assert fresh._z_impl(100) is None
-    monkeypatch.setattr(codec_module, "numba_ready", lambda: False)
-    assert fresh._z_impl(100) == "reference" and fresh._z_impl(codec_module.Z_PLAIN_MAX + 1) is None
-    assert codec_module.Codec(codec.model, entropy_impl="numba")._z_impl(100) == "reference"
+    assert fresh._coder(100) is None
+    monkeypatch.setattr(codec_module, "numba_ready", lambda: False)  # as in a fresh process
+    assert fresh._coder(100) == "reference" and fresh._coder(codec_module.PLAIN_MAX + 1) is None
+    assert codec_module.Codec(codec.model, entropy_impl="numba")._coder(100) == "numba"
+    assert fresh.encode(pixels).bitstream == stream
     np.testing.assert_array_equal(fresh.decode(stream), codec.decode(stream))
