@@ -56,11 +56,12 @@ substreams at 1080p, 6 on a Kodak image, one (format version 1 or 2) up to 256 �
 
 HASH_BYTES = MODEL_HASH_BYTES
 PLAIN_MAX = 1 << 18
-"""Streams of at most this many symbols (ẑ of images up to 16 MP; ŷ of images up to 2 MP) are coded by the
-plain-Python rANS coder when the codec chooses the coder (``entropy_impl=None``) and Numba's kernels are not
-loaded yet: 0.16 s to decode (0.12 s to encode) a Kodak image's ŷ on one core, against about 0.3 s for Numba's
-start-up in a fresh process. Larger streams wait for Numba (80 M symbols/s). Same bytes and values either way
-(tests/test_rans.py, tests/test_substreams.py)."""
+"""The first 2^18 symbols a process codes (the ẑ and ŷ of one image up to 2 MP) go through the plain-Python rANS
+coder when the codec chooses the coder (``entropy_impl=None``) and Numba's kernels are not loaded: 0.16 s to
+decode (0.12 s to encode) a Kodak image's ŷ on one core, against about 0.3 s for Numba's start-up in a fresh
+process. Anything more (a larger image, the next images of a batch) uses Numba (80 M symbols/s per core). Same
+bytes and values either way (tests/test_rans.py, tests/test_substreams.py)."""
+_plain_left = [PLAIN_MAX]  # this process's remaining plain-coder budget (speed only: no result depends on it)
 
 
 @dataclass
@@ -287,15 +288,17 @@ class Codec:
     def _start_coder(self, symbols: int) -> None:
         """Before an image of ``symbols`` ŷ symbols: if its streams will need Numba (``_coder``), start loading the
         kernels on another core now (``rans.warm_up``), so that Numba's start-up overlaps the transforms."""
-        if (self.entropy_impl in (None, "numba") and (self.entropy_impl == "numba" or symbols > PLAIN_MAX)
+        if (self.entropy_impl in (None, "numba") and (self.entropy_impl == "numba" or symbols > _plain_left[0])
                 and available_cpus() > 1):
             warm_up()
 
     def _coder(self, count: int) -> str | None:
         """The rANS coder for a stream of ``count`` symbols: the codec's, except that when it chooses
-        (``entropy_impl=None``), Numba's kernels are not loaded yet and the stream is small (``PLAIN_MAX``), the
-        plain coder, which finishes before Numba would have started."""
-        if self.entropy_impl is None and count <= PLAIN_MAX and default_impl() == "numba" and not numba_ready():
+        (``entropy_impl=None``) and Numba's kernels are not loaded, the first ``PLAIN_MAX`` symbols of the process
+        go through the plain coder, which finishes them before Numba would have started."""
+        if (self.entropy_impl is None and count <= _plain_left[0] and default_impl() == "numba"
+                and not numba_ready()):
+            _plain_left[0] -= count
             return "reference"
         return self.entropy_impl
 

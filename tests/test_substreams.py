@@ -320,7 +320,10 @@ def test_numba_warm_up_and_the_plain_z_decoder_change_no_pixel(codec, monkeypatc
     fresh = codec_module.Codec(codec.model)
     assert fresh._coder(100) is None
     monkeypatch.setattr(codec_module, "numba_ready", lambda: False)  # as in a fresh process
-    assert fresh._coder(100) == "reference" and fresh._coder(codec_module.PLAIN_MAX + 1) is None
+    monkeypatch.setattr(codec_module, "_plain_left", [codec_module.PLAIN_MAX])
+    assert fresh._coder(100) == "reference" and fresh._coder(codec_module.PLAIN_MAX) is None  # over the budget
+    assert codec_module._plain_left == [codec_module.PLAIN_MAX - 100]
     assert codec_module.Codec(codec.model, entropy_impl="numba")._coder(100) == "numba"
+    codec_module._plain_left[0] = codec_module.PLAIN_MAX
     assert fresh.encode(pixels).bitstream == stream
     np.testing.assert_array_equal(fresh.decode(stream), codec.decode(stream))
