@@ -32,11 +32,12 @@ import warnings
 from pathlib import Path
 
 
-def run_process(command: list[str], env: dict) -> tuple[float, float]:
-    """(wall seconds, CPU seconds) of one child process."""
+def run_process(command: list[str], env: dict, cwd: str) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one child process (run in ``cwd``, so that ``python -m fxlic.cli`` imports
+    the installed fxlic, not a source tree in the current folder)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, cwd=cwd)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -104,7 +105,7 @@ def main() -> int:
             x = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
             encode = [*taskset, *fxlic, "encode", str(path), "-o", str(stream), "-q"]
             decode = [*taskset, *fxlic, "decode", str(stream), "-o", str(decoded), "-q"]
-            run_process(encode, env)  # warm the file cache and Numba's on-disk cache
+            run_process(encode, env, tmp)  # warm the file cache and Numba's on-disk cache
             compressed = net.compress(x)
             net.decompress(compressed["strings"], compressed["shape"])
             samples: dict[str, list] = {k: [] for k in ("fxlic_encode", "fxlic_decode", "compressai_encode",
@@ -118,9 +119,9 @@ def main() -> int:
                 (out[0, :, :h, :w].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
 
             for _ in range(args.repeat):
-                samples["fxlic_encode"].append(run_process(encode, env))
+                samples["fxlic_encode"].append(run_process(encode, env, tmp))
                 samples["compressai_encode"].append(timed(compress))
-                samples["fxlic_decode"].append(run_process(decode, env))
+                samples["fxlic_decode"].append(run_process(decode, env, tmp))
                 samples["compressai_decode"].append(timed(decompress))
             stats = {k: summary(v) for k, v in samples.items()}
             rows.append({"image": path.name, "size": [w, h], "fxlic_bytes": stream.stat().st_size,
