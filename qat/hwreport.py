@@ -108,7 +108,7 @@ class Assumptions:
     cpu_move_bytes_per_s: float = 1.0e9  # permutes / reshapes (DDR bound)
     # rANS decode on one A53 core, estimated: fxlic's x86 rate (benchmarks/rans_speed.py, one thread) × the
     # A53/x86 ratio of 7-Zip's LZMA decompression (a range decoder), RPi 3 B at 1.2 GHz (sbc-bench
-    # results/4hOp.txt) vs the same host; the lowest of four runs, 19.6 M/s (benchmarks/arm_entropy_estimate.py,
+    # results/4hOp.txt) vs the same host; the lowest of five runs, 19.6 M/s (benchmarks/arm_entropy_estimate.py,
     # docs/entropy.md §2.5)
     entropy_symbols_per_s: float = 19.5e6
     entropy_cores: int = 1  # A53 cores decoding ŷ's substreams at once (1: one stream; up to 4 on KV260, ZCU102)
