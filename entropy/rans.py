@@ -21,6 +21,7 @@ imported only when its kernels are first used, so the plain path runs on a machi
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import os
 import sys
@@ -137,6 +138,8 @@ def warm_up() -> None:
         if _warm_thread is None:
             _warm_thread = threading.Thread(target=_load_kernels, name="fxlic-numba-warm-up", daemon=True)
             _warm_thread.start()
+            # a process that ends early (a bad stream) lets the loading finish rather than stop it mid-compile
+            atexit.register(_warm_thread.join)
 
 
 def numba_ready() -> bool:
