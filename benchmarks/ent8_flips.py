@@ -43,7 +43,7 @@ def main() -> int:
     passed_all = flips_all = 0
     for path in sorted(Path(args.images).glob("*.png"))[: args.limit]:
         pixels = read_image(path)
-        result = codec.encode(pixels)
+        result = codec.encode(pixels, substream_tile=0)  # one y stream: ENT-8 over the whole image, as documented
         _, streams = unpack(result.bitstream)
         y_stream = streams[1]
         table = result.y_table_index.reshape(-1)

@@ -71,60 +71,161 @@ def encode_kernel(values, table_index, cdf, num_symbols, offset):  # pragma: no 
     return buf, p
 
 
-@njit(cache=True, nogil=True)
-def decode_kernel(data, table_index, cdf, num_symbols, offset, out):  # pragma: no cover - numba
-    """Decode (ENT-5 ... ENT-8, ENT-E3). Returns (status, i, pos): symbol index and byte position at exit.
+# ENT-6 search through a slot look-up table (the search rule is normative only in its result, ENT-6): bucket
+# b = slot >> LUT_SHIFT of table t starts the scan at lut[t, b], the symbol whose interval holds the bucket's
+# first slot; a forward scan then finds the s with cdf[t, s] <= slot < cdf[t, s + 1] (usually 0 or 1 steps).
+# The scan terminates because cdf[t, n_t] = 2^16 > slot (ENT-T2).
+#
+# The decoding step (ENT-6, ENT-7, ENT-E3) is written out in each kernel below, once per rANS state: as a
+# shared @njit helper, even with inline="always", the same loops measured 10-45 % slower (the helper's tuple
+# of (status, value, state, position) defeats LLVM's register allocation of the state).
+LUT_SHIFT = 8
 
-    data: uint8 [m] (any content, m >= 4); table_index int32 [n] (in range); out int32 [n].
-    The loop runs exactly n times, each renormalization reads at most 2 bytes, and every read is
-    bounds-checked, so it cannot hang or read out of bounds whatever ``data`` holds.
+
+@njit(cache=True, nogil=True)
+def _initial_state(data, start):  # pragma: no cover - numba
+    """ENT-5: the 4 little-endian bytes at data[start:start + 4] (the caller checked they exist)."""
+    return (np.int64(data[start]) | (np.int64(data[start + 1]) << 8) | (np.int64(data[start + 2]) << 16)
+            | (np.int64(data[start + 3]) << 24))
+
+
+@njit(cache=True, nogil=True)
+def decode_tile_kernel(data, start, end, r0, r1, c0, c1, table_index, cdf, lut, num_symbols, offset,
+                       out):  # pragma: no cover - numba
+    """Decode one rANS stream (ENT-5 ... ENT-8, ENT-E3) from data[start:end] (end - start >= 4, checked by
+    the caller): the symbols of table_index[:, r0:r1, c0:c1] in C order, into out[:, r0:r1, c0:c1]. A whole
+    stream of n symbols is the tile [0:1, 0:n] of arrays shaped [1, 1, n].
+
+    table_index: int32 [C, H, W] (in range); cdf uint32 [T, W]; lut uint16 [T, 2^16 >> LUT_SHIFT]
+    (``rans.search_lut``); num_symbols, offset int32 [T]; out int32 [C, H, W]. Returns (status, i, pos):
+    symbols decoded and byte position (relative to start) at exit. The loop runs at most once per symbol,
+    each renormalization reads at most 2 bytes and every read is bounds-checked, so it cannot hang or read
+    out of bounds whatever ``data`` holds.
     """
-    n = table_index.shape[0]
-    m = data.shape[0]
-    x = (  # ENT-5
-        np.int64(data[0]) | (np.int64(data[1]) << 8) | (np.int64(data[2]) << 16) | (np.int64(data[3]) << 24)
-    )
-    pos = 4
+    x = _initial_state(data, start)  # ENT-5
+    pos = start + 4
     if x < RANS_L or x >= STATE_END:
-        return ERR_INITIAL_STATE, 0, pos
-    for i in range(n):
-        t = table_index[i]
-        nt = num_symbols[t]
-        slot = x & PREC_MASK
-        # ENT-6: the s with cdf[t, s] <= slot < cdf[t, s + 1] (binary search: cdf[t,0]=0 <= slot < cdf[t,n_t]).
-        # Branch-free form: keep a base and halve the span (the result is the same for any search).
-        lo = 0
-        span = nt
-        while span > 1:
-            half = span >> 1
-            mid = lo + half
-            lo = mid if cdf[t, mid] <= slot else lo
-            span -= half
-        c = np.int64(cdf[t, lo])
-        x = (np.int64(cdf[t, lo + 1]) - c) * (x >> PREC) + slot - c
-        while x < RANS_L:  # ENT-7: at most twice (x >= 2^7 here)
-            if pos >= m:
-                return ERR_TRUNCATED, i, pos
-            x = (x << IO_BITS) | np.int64(data[pos])
-            pos += 1
-        if lo == nt - 1:
-            # ENT-E3: a symbol with f = 1 at precision 16: the word is the slot, x -> x >> 16.
-            raw = x & PREC_MASK
-            x = x >> PREC
-            while x < RANS_L:  # exactly twice
-                if pos >= m:
-                    return ERR_TRUNCATED, i, pos
-                x = (x << IO_BITS) | np.int64(data[pos])
-                pos += 1
-            v = raw - 65536 if raw >= 32768 else raw
-            k = v - offset[t]
-            if k >= 0 and k < nt - 1:
-                return ERR_BAD_ESCAPE, i, pos
-            out[i] = v
-        else:
-            out[i] = offset[t] + lo
+        return ERR_INITIAL_STATE, 0, pos - start
+    i = 0
+    for ch in range(table_index.shape[0]):
+        for r in range(r0, r1):
+            row = table_index[ch, r, c0:c1]
+            out_row = out[ch, r, c0:c1]
+            for j in range(c1 - c0):
+                t = row[j]
+                slot = x & PREC_MASK  # ENT-6
+                s = np.int64(lut[t, slot >> LUT_SHIFT])
+                while cdf[t, s + 1] <= slot:
+                    s += 1
+                c = np.int64(cdf[t, s])
+                x = (np.int64(cdf[t, s + 1]) - c) * (x >> PREC) + slot - c
+                while x < RANS_L:  # ENT-7: at most twice (x >= 2^7 here)
+                    if pos >= end:
+                        return ERR_TRUNCATED, i, pos - start
+                    x = (x << IO_BITS) | np.int64(data[pos])
+                    pos += 1
+                nt = np.int64(num_symbols[t])
+                if s != nt - 1:
+                    out_row[j] = offset[t] + s
+                else:  # ENT-E3: a symbol with f = 1 at precision 16: the word is the slot, x -> x >> 16
+                    raw = x & PREC_MASK
+                    x = x >> PREC
+                    while x < RANS_L:  # exactly twice
+                        if pos >= end:
+                            return ERR_TRUNCATED, i, pos - start
+                        x = (x << IO_BITS) | np.int64(data[pos])
+                        pos += 1
+                    v = raw - 65536 if raw >= 32768 else raw
+                    k = v - offset[t]
+                    if k >= 0 and k < nt - 1:
+                        return ERR_BAD_ESCAPE, i, pos - start
+                    out_row[j] = v
+                i += 1
     if x != RANS_L:  # ENT-8
-        return ERR_FINAL_STATE, n, pos
-    if pos != m:
-        return ERR_TRAILING, n, pos
-    return OK, n, pos
+        return ERR_FINAL_STATE, i, pos - start
+    if pos != end:
+        return ERR_TRAILING, i, pos - start
+    return OK, i, pos - start
+
+
+@njit(cache=True, nogil=True)
+def decode_tile_pair_kernel(data, start_a, end_a, ra, ca, start_b, end_b, rb, cb, height, width, table_index,
+                            cdf, lut, num_symbols, offset, out):  # pragma: no cover - numba
+    """Decode two substreams whose tiles have the same shape (height × width at (ra, ca) and at (rb, cb)) in
+    lockstep, each exactly as decode_tile_kernel: the two rANS states are independent, so the CPU overlaps
+    their dependency chains (the interleaving of Giesen 2014, across substreams instead of inside one).
+    Returns OK, or a failure status of either (the caller then decodes each alone for the exact error)."""
+    xa = _initial_state(data, start_a)
+    xb = _initial_state(data, start_b)
+    pa = start_a + 4
+    pb = start_b + 4
+    if xa < RANS_L or xa >= STATE_END or xb < RANS_L or xb >= STATE_END:
+        return ERR_INITIAL_STATE
+    for ch in range(table_index.shape[0]):
+        for r in range(height):
+            row_a = table_index[ch, ra + r, ca : ca + width]
+            row_b = table_index[ch, rb + r, cb : cb + width]
+            out_a = out[ch, ra + r, ca : ca + width]
+            out_b = out[ch, rb + r, cb : cb + width]
+            for j in range(width):
+                ta = row_a[j]
+                tb = row_b[j]
+                slot_a = xa & PREC_MASK
+                slot_b = xb & PREC_MASK
+                sa = np.int64(lut[ta, slot_a >> LUT_SHIFT])
+                sb = np.int64(lut[tb, slot_b >> LUT_SHIFT])
+                while cdf[ta, sa + 1] <= slot_a:
+                    sa += 1
+                while cdf[tb, sb + 1] <= slot_b:
+                    sb += 1
+                c_a = np.int64(cdf[ta, sa])
+                c_b = np.int64(cdf[tb, sb])
+                xa = (np.int64(cdf[ta, sa + 1]) - c_a) * (xa >> PREC) + slot_a - c_a
+                xb = (np.int64(cdf[tb, sb + 1]) - c_b) * (xb >> PREC) + slot_b - c_b
+                while xa < RANS_L:
+                    if pa >= end_a:
+                        return ERR_TRUNCATED
+                    xa = (xa << IO_BITS) | np.int64(data[pa])
+                    pa += 1
+                while xb < RANS_L:
+                    if pb >= end_b:
+                        return ERR_TRUNCATED
+                    xb = (xb << IO_BITS) | np.int64(data[pb])
+                    pb += 1
+                nt = np.int64(num_symbols[ta])
+                if sa != nt - 1:
+                    out_a[j] = offset[ta] + sa
+                else:
+                    raw = xa & PREC_MASK
+                    xa = xa >> PREC
+                    while xa < RANS_L:
+                        if pa >= end_a:
+                            return ERR_TRUNCATED
+                        xa = (xa << IO_BITS) | np.int64(data[pa])
+                        pa += 1
+                    v = raw - 65536 if raw >= 32768 else raw
+                    k = v - offset[ta]
+                    if k >= 0 and k < nt - 1:
+                        return ERR_BAD_ESCAPE
+                    out_a[j] = v
+                nt = np.int64(num_symbols[tb])
+                if sb != nt - 1:
+                    out_b[j] = offset[tb] + sb
+                else:
+                    raw = xb & PREC_MASK
+                    xb = xb >> PREC
+                    while xb < RANS_L:
+                        if pb >= end_b:
+                            return ERR_TRUNCATED
+                        xb = (xb << IO_BITS) | np.int64(data[pb])
+                        pb += 1
+                    v = raw - 65536 if raw >= 32768 else raw
+                    k = v - offset[tb]
+                    if k >= 0 and k < nt - 1:
+                        return ERR_BAD_ESCAPE
+                    out_b[j] = v
+    if xa != RANS_L or xb != RANS_L:  # ENT-8
+        return ERR_FINAL_STATE
+    if pa != end_a or pb != end_b:
+        return ERR_TRAILING
+    return OK

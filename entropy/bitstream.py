@@ -1,15 +1,18 @@
-"""The fxlic container: header, entropy-coded streams, CRC32 (rules BS-1 ... BS-11 in docs/bitstream.md).
+"""The fxlic container: header, entropy-coded streams, CRC32 (rules BS-1 ... BS-12 in docs/bitstream.md).
 
 Layout (all integers little-endian)::
 
     magic "FXLC" | u8 version | u8 quality | u32 width | u32 height | 16 B model hash |
     u8 name length k | k B model name (printable ASCII) | [version >= 2: u8 colour type] |
-    [version >= 3: u8 architecture id] | u8 stream count m | m x u32 stream length |
+    [version >= 3: u8 architecture id] | [version 4: u16 substream tile S] | u8 stream count m |
+    m x u32 stream length | [version 4: (K - 1) x u32 substream offset] |
     payload (the m streams, concatenated) | u32 CRC32 of every byte before it
 
-A writer uses the lowest version that can say what it has to (BS-10, BS-11): version 1 for an RGB
+A writer uses the lowest version that can say what it has to (BS-10 ... BS-12): version 1 for an RGB
 hyperprior stream (every stream written before version 2 existed is such a stream), version 2 for a
-grayscale hyperprior stream, version 3 for any other architecture (``charm``), which it names explicitly.
+grayscale hyperprior stream, version 3 for any other architecture (``charm``), which it names explicitly,
+and version 4 for a hyperprior stream whose y stream is split into K >= 2 independent rANS substreams,
+one per tile of S x S pixels (BS-12).
 
 :func:`unpack` never trusts a field before checking it, and reports every problem as a one-line
 :class:`BitstreamError`.
@@ -33,16 +36,29 @@ __all__ = [
     "MAX_SIDE",
     "MAX_STREAMS",
     "MODEL_HASH_BYTES",
+    "SUBSTREAM_VERSION",
+    "SUBSTREAM_UNIT",
     "BitstreamError",
     "StreamHeader",
     "pack",
     "stream_architecture",
+    "substream_grid",
+    "substream_count",
     "unpack",
 ]
 
 MAGIC = b"FXLC"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 """The newest version this module reads and writes (BS-2); it reads every version from 1 on."""
+SUBSTREAM_VERSION = 4
+"""The format version that splits the y stream into substreams (BS-12)."""
+SUBSTREAM_UNIT = 64
+"""Substream tiles (BS-12) are multiples of 64 pixels: the padding unit (ENT-M1), so a tile is whole ŷ latents
+(÷16) and whole ẑ latents (÷64), and tiles line up with the transform tiles of ``--tile`` (docs/tiling.md)."""
+LATENT_STRIDE = 16
+"""Pixels per ŷ latent (ENT-M1): the substream grid over ŷ is the pixel tile grid divided by 16."""
+MAX_SUBSTREAM_TILE = 16384
+"""Largest substream tile side (BS-12): MAX_SIDE; a u16 holds it."""
 COLOUR_RGB = 0
 """Colour type (BS-10): the source was RGB; decode to RGB. Implied by a version-1 stream."""
 COLOUR_GRAY = 1
@@ -78,6 +94,7 @@ MAX_NAME_BYTES = 255
 
 _FIXED = struct.Struct("<4sBBII16sB")  # magic, version, quality, width, height, hash, name length
 _U8 = struct.Struct("<B")
+_U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 
 
@@ -120,6 +137,54 @@ def _check_size(width: int, height: int) -> str | None:
     return None
 
 
+def substream_grid(width: int, height: int, tile: int) -> tuple[int, int]:
+    """(rows, columns) of the substream tile grid (BS-12) of an image of ``width`` × ``height`` pixels with
+    tiles of ``tile`` pixels: the image padded to multiples of 64 (ENT-M1), cut into ``tile`` × ``tile``
+    squares from the top left (the last row and column may be narrower). ``tile`` = 0: one tile."""
+    if tile == 0:
+        return 1, 1
+    padded_h = -(-height // SUBSTREAM_UNIT) * SUBSTREAM_UNIT
+    padded_w = -(-width // SUBSTREAM_UNIT) * SUBSTREAM_UNIT
+    return -(-padded_h // tile), -(-padded_w // tile)
+
+
+def substream_count(width: int, height: int, tile: int) -> int:
+    """K, the number of y substreams (BS-12): the tiles of :func:`substream_grid`."""
+    rows, cols = substream_grid(width, height, tile)
+    return rows * cols
+
+
+def _check_substream_tile(tile: object) -> str | None:
+    """A problem description for a substream tile side in pixels (BS-12), or None."""
+    if not isinstance(tile, int) or not SUBSTREAM_UNIT <= tile <= MAX_SUBSTREAM_TILE or tile % SUBSTREAM_UNIT:
+        return (f"substream tile {tile!r} is not a multiple of {SUBSTREAM_UNIT} pixels in "
+                f"[{SUBSTREAM_UNIT}, {MAX_SUBSTREAM_TILE}]")
+    return None
+
+
+def _check_substream_offsets(offsets: tuple[int, ...], length: int) -> str | None:
+    """A problem description for the substream offsets (BS-12) of a y stream of ``length`` bytes, or None.
+
+    ``offsets[k - 1]`` is where substream ``k`` (1 ≤ k < K) starts; substream 0 starts at 0 and each ends
+    where the next starts, the last at the end of the stream. Every substream holds at least the 4 bytes of
+    its rANS state (ENT-4), so the offsets must increase by at least 4 and stay 4 bytes inside the stream."""
+    previous = 0
+    for k, offset in enumerate(offsets, start=1):
+        if offset > length:
+            return f"substream {k} offset {offset} lies outside the {length}-byte y stream"
+        if offset < previous:
+            return (f"substream {k} offset {offset} precedes substream {k - 1} offset {previous}: "
+                    "substreams out of order")
+        if offset - previous < 4:
+            return (f"substream {k} offset {offset} overlaps substream {k - 1} at offset {previous} "
+                    "(a substream holds at least its 4-byte rANS state)")
+        previous = offset
+    if length - previous < 4:
+        return (f"substream {len(offsets)} at offset {previous} has {length - previous} bytes of the "
+                f"{length}-byte y stream, fewer than its 4-byte rANS state")
+    return None
+
+
 @dataclass(frozen=True)
 class StreamHeader:
     """Header fields (BS-2 ... BS-5, BS-10, BS-11).
@@ -133,6 +198,10 @@ class StreamHeader:
         colour: colour type of the source (BS-10): ``COLOUR_RGB`` (0) or ``COLOUR_GRAY`` (1).
         architecture: the stream architecture (BS-11): ``ARCH_HYPERPRIOR`` (implied by versions 1 and 2)
             or ``ARCH_CHARM`` (version 3, architecture id 1).
+        substream_tile: 0 (one y stream), or the side in pixels of the tiles whose ŷ symbols form one rANS
+            substream each (BS-12, version 4): a multiple of 64 that cuts the image into K ≥ 2 tiles.
+        substream_offsets: for K substreams, the K − 1 byte offsets within the y stream (stream 1) where
+            substreams 1 … K − 1 start (substream 0 starts at 0); empty without substreams.
     """
 
     model_name: str
@@ -142,13 +211,22 @@ class StreamHeader:
     height: int
     colour: int = COLOUR_RGB
     architecture: str = ARCH_HYPERPRIOR
+    substream_tile: int = 0
+    substream_offsets: tuple[int, ...] = ()
 
     @property
     def version(self) -> int:
-        """The lowest format version that can carry this header (BS-10, BS-11)."""
+        """The lowest format version that can carry this header (BS-10, BS-11, BS-12)."""
+        if self.substream_tile:
+            return SUBSTREAM_VERSION
         if self.architecture != ARCH_HYPERPRIOR:
             return 3
         return 1 if self.colour == COLOUR_RGB else 2
+
+    @property
+    def substreams(self) -> int:
+        """K, the number of y substreams (1 without substreams)."""
+        return substream_count(self.width, self.height, self.substream_tile)
 
     def validate(self) -> None:
         """Raise ``ValueError`` if a field cannot be written (used by :func:`pack`)."""
@@ -165,13 +243,27 @@ class StreamHeader:
             problem = f"colour type {self.colour!r} is not one of {sorted(COLOUR_TYPES)}"
         if problem is None and self.architecture not in _ARCH_ID:
             problem = f"architecture {self.architecture!r} is not one of {sorted(_ARCH_ID)}"
+        if problem is None and self.substream_tile:
+            problem = _check_substream_tile(self.substream_tile)
+            if problem is None and self.architecture != ARCH_HYPERPRIOR:
+                problem = f"substreams (BS-12) are defined for hyperprior streams only, not {self.architecture}"
+            if problem is None and self.substreams < 2:
+                problem = (f"substream tile {self.substream_tile} gives one substream for {self.width}x{self.height}:"
+                           " write substream_tile 0 (BS-12: a single y stream is format version 1 or 2)")
+            if problem is None and len(self.substream_offsets) != self.substreams - 1:
+                problem = (f"{self.substreams} substreams need {self.substreams - 1} offsets, "
+                           f"got {len(self.substream_offsets)}")
+        elif problem is None and self.substream_offsets:
+            problem = "substream offsets without a substream tile"
         if problem is not None:
             raise ValueError(problem)
 
 
 def pack(header: StreamHeader, streams: list[bytes]) -> bytes:
-    """Serialize a header and 1-16 non-empty streams (BS-1 ... BS-8).
+    """Serialize a header and 1-16 non-empty streams (BS-1 ... BS-8, BS-12).
 
+    With substreams (``header.substream_tile``), ``streams[1]`` is the y stream: its K substreams concatenated,
+    substream k starting at ``header.substream_offsets[k - 1]``.
     Raises ``ValueError`` for a header or stream list that :func:`unpack` would reject.
     """
     header.validate()
@@ -181,15 +273,23 @@ def pack(header: StreamHeader, streams: list[bytes]) -> bytes:
     for j, s in enumerate(payload):
         if not 1 <= len(s) <= 0xFFFFFFFF:
             raise ValueError(f"stream {j} has length {len(s)}; must be 1 to 2^32-1 bytes")
-    name = header.model_name.encode("ascii")
     version = header.version
+    if version == SUBSTREAM_VERSION:
+        if len(payload) < 2:
+            raise ValueError("substreams (BS-12) split stream 1 (y): need at least 2 streams")
+        problem = _check_substream_offsets(header.substream_offsets, len(payload[1]))
+        if problem is not None:
+            raise ValueError(problem)
+    name = header.model_name.encode("ascii")
     parts = [
         _FIXED.pack(MAGIC, version, header.quality, header.width, header.height, header.model_hash, len(name)),
         name,
         _U8.pack(header.colour) if version >= 2 else b"",
         _U8.pack(_ARCH_ID[header.architecture]) if version >= 3 else b"",
+        _U16.pack(header.substream_tile) if version >= SUBSTREAM_VERSION else b"",
         _U8.pack(len(payload)),
         b"".join(_U32.pack(len(s)) for s in payload),
+        b"".join(_U32.pack(o) for o in header.substream_offsets),
         *payload,
     ]
     body = b"".join(parts)
@@ -197,12 +297,13 @@ def pack(header: StreamHeader, streams: list[bytes]) -> bytes:
 
 
 def unpack(data: bytes) -> tuple[StreamHeader, list[bytes]]:
-    """Parse and check a container (BS-1 ... BS-11); inverse of :func:`pack`.
+    """Parse and check a container (BS-1 ... BS-12); inverse of :func:`pack`.
 
     Raises:
         BitstreamError: empty or short input, wrong magic, unsupported version, invalid header field
-            (size, name, colour type, architecture id), zero or absurd stream count or length, truncation,
-            trailing bytes, CRC mismatch.
+            (size, name, colour type, architecture id, substream tile), zero or absurd stream count or length,
+            substream offsets outside the y stream, out of order or overlapping, truncation, trailing bytes,
+            CRC mismatch.
     """
     try:
         buf = bytes(data)
@@ -253,15 +354,32 @@ def unpack(data: bytes) -> tuple[StreamHeader, list[bytes]]:
             known = ", ".join(f"{k} = {v}" for k, v in ARCHITECTURE_IDS.items() if v != ARCH_HYPERPRIOR)
             raise BitstreamError(f"unknown architecture id {code} (this decoder knows {known})")
         architecture = ARCHITECTURE_IDS[code]
-        if architecture == ARCH_HYPERPRIOR:
+        if version == 3 and architecture == ARCH_HYPERPRIOR:
             raise BitstreamError(f"architecture id {code} ({architecture}) in a version-{version} stream: "
                                  "hyperprior streams are version 1 or 2")
+        if version == SUBSTREAM_VERSION and architecture != ARCH_HYPERPRIOR:
+            raise BitstreamError(f"architecture id {code} ({architecture}) in a version-{version} stream: "
+                                 "substreams are defined for hyperprior streams only")
         if pos + 1 > size:
             raise BitstreamError(f"truncated: file has {size} bytes, the header needs {pos + 1}")
+    tile = 0
+    if version >= SUBSTREAM_VERSION:
+        if pos + 3 > size:
+            raise BitstreamError(f"truncated: file has {size} bytes, the header needs {pos + 3}")
+        (tile,) = _U16.unpack_from(buf, pos)
+        pos += 2
+        problem = _check_substream_tile(tile)
+        if problem is not None:
+            raise BitstreamError(problem)
+        if substream_count(width, height, tile) < 2:
+            raise BitstreamError(f"substream tile {tile} gives one substream for {width}x{height} in a version-"
+                                 f"{version} stream: a single y stream is version 1 or 2")
     (count,) = _U8.unpack_from(buf, pos)
     pos += 1
     if not 1 <= count <= MAX_STREAMS:
         raise BitstreamError(f"stream count {count} outside [1, {MAX_STREAMS}]")
+    if tile and count < 2:
+        raise BitstreamError(f"stream count {count}: substreams split stream 1 (y), which is missing")
     if pos + 4 * count > size:
         raise BitstreamError(f"truncated: file has {size} bytes, the header needs {pos + 4 * count}")
     lengths = [_U32.unpack_from(buf, pos + 4 * j)[0] for j in range(count)]
@@ -269,6 +387,16 @@ def unpack(data: bytes) -> tuple[StreamHeader, list[bytes]]:
     for j, n in enumerate(lengths):
         if n == 0:
             raise BitstreamError(f"stream {j} has zero length")
+    offsets: tuple[int, ...] = ()
+    if tile:
+        table = 4 * (substream_count(width, height, tile) - 1)  # BS-5 bounds it: K ≤ 257² at 64-pixel tiles
+        if pos + table > size:
+            raise BitstreamError(f"truncated: file has {size} bytes, the header needs {pos + table}")
+        offsets = tuple(v for (v,) in _U32.iter_unpack(buf[pos : pos + table]))
+        pos += table
+        problem = _check_substream_offsets(offsets, lengths[1])
+        if problem is not None:
+            raise BitstreamError(problem)
     declared = sum(lengths)
     available = size - pos - 4  # the last 4 bytes are the CRC
     if available < declared:
@@ -283,5 +411,5 @@ def unpack(data: bytes) -> tuple[StreamHeader, list[bytes]]:
         streams.append(buf[pos : pos + n])
         pos += n
     header = StreamHeader(model_name=name, model_hash=model_hash, quality=quality, width=width, height=height,
-                          colour=colour, architecture=architecture)
+                          colour=colour, architecture=architecture, substream_tile=tile, substream_offsets=offsets)
     return header, streams

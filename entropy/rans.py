@@ -21,7 +21,12 @@ imported only when its kernels are first used, so the plain path runs on a machi
 
 from __future__ import annotations
 
+import atexit
+import importlib.util
 import os
+import sys
+import threading
+import weakref
 from types import ModuleType
 
 import numpy as np
@@ -39,6 +44,10 @@ __all__ = [
     "default_impl",
     "encode_symbols",
     "decode_symbols",
+    "search_lut",
+    "warm_up",
+    "numba_ready",
+    "available_cpus",
 ]
 
 RANS_L = 1 << 23
@@ -60,8 +69,94 @@ def _numba_kernels() -> ModuleType:
     """The Numba kernels, imported on first use (numba's import and JIT cost is paid only here)."""
     from . import _rans_numba as nb
 
-    assert (nb.RANS_L, nb.STATE_END, nb.PREC, nb.IO_BITS) == (RANS_L, STATE_END, PRECISION, IO_BITS)
+    assert (nb.RANS_L, nb.STATE_END, nb.PREC, nb.IO_BITS, nb.LUT_SHIFT) == (RANS_L, STATE_END, PRECISION, IO_BITS,
+                                                                           LUT_SHIFT)
     return nb
+
+
+LUT_SHIFT = 8
+"""Slot bits dropped to index the search table of the Numba decoder (``search_lut``): 256 buckets per table."""
+_LUTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def search_lut(tables: TableSet) -> np.ndarray:
+    """uint16 ``[T, 2^16 >> LUT_SHIFT]``: ``lut[t, b]`` = the symbol index s whose interval
+    ``[cdf[t, s], cdf[t, s + 1])`` holds slot ``b << LUT_SHIFT``, the first slot of bucket b.
+
+    The Numba decoder starts its ENT-6 search there and scans forward (the answer for any slot of the
+    bucket is ≥ it), which replaces a binary search of ~7 dependent loads by one load and usually no step
+    (ENT-6: the search rule is normative only in its result). Built once per table set (cached).
+    """
+    lut = _LUTS.get(tables)
+    if lut is None:
+        cdf = tables.cdf.astype(np.int64)
+        firsts = np.arange(1 << (PRECISION - LUT_SHIFT), dtype=np.int64) << LUT_SHIFT
+        lut = np.empty((tables.num_tables, firsts.size), dtype=np.uint16)
+        for t in range(tables.num_tables):  # rows are strictly increasing up to n_t, then padded with 2^16
+            lut[t] = np.searchsorted(cdf[t], firsts, side="right") - 1
+        lut.setflags(write=False)
+        _LUTS[tables] = lut
+    return lut
+
+
+_WARM = threading.Event()
+_WARM_LOCK = threading.Lock()
+_warm_thread: threading.Thread | None = None
+
+
+def _load_kernels() -> None:
+    """Import the Numba kernels and run each once on empty input: loads their cached machine code (or compiles
+    it) and initializes Numba's CPU target, about 0.3 s of a process's first rANS call."""
+    try:
+        nb = _numba_kernels()
+        empty = np.zeros((1, 1, 0), dtype=np.int32)
+        # the argument types of the real calls, read-only flags included (Numba specializes on them): table
+        # arrays are read-only (TableSet, search_lut), so is the stream (np.frombuffer of bytes)
+        tables = (np.zeros((1, 3), dtype=np.uint32), np.zeros((1, 1 << (PRECISION - LUT_SHIFT)), dtype=np.uint16),
+                  np.zeros(1, dtype=np.int32), np.zeros(1, dtype=np.int32))
+        for array in tables:
+            array.setflags(write=False)
+        state = np.frombuffer(bytes([0, 0, 0x80, 0] * 2), dtype=np.uint8)  # two streams of the initial state L
+        nb.decode_tile_kernel(state, 0, 4, 0, 1, 0, 0, empty, *tables, empty)
+        nb.decode_tile_pair_kernel(state, 0, 4, 0, 0, 4, 8, 0, 0, 1, 0, empty, *tables, empty)
+        nb.encode_kernel(np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int32), tables[0], tables[2], tables[3])
+    except Exception:  # noqa: BLE001 - a failed warm-up only costs time: the first real call raises or compiles
+        pass
+    finally:
+        _WARM.set()
+
+
+def warm_up() -> None:
+    """Start loading the Numba kernels in a background thread (once per process; no-op without Numba or with
+    ``FXLIC_PURE_NUMPY=1``), so that Numba's start-up overlaps the transforms that precede the first rANS call
+    (the codec calls this when it is created). Changes no result: a call before the warm-up ends waits for it
+    inside Numba."""
+    global _warm_thread
+    if default_impl() != "numba":
+        return
+    with _WARM_LOCK:
+        if _warm_thread is None:
+            _warm_thread = threading.Thread(target=_load_kernels, name="fxlic-numba-warm-up", daemon=True)
+            _warm_thread.start()
+            # a process that ends early (a bad stream) lets the loading finish rather than stop it mid-compile
+            atexit.register(_warm_thread.join)
+
+
+def numba_ready() -> bool:
+    """True once the kernels are loaded (by :func:`warm_up` or a first call): a call now costs no start-up."""
+    if not _WARM.is_set() and "fxlic.entropy._rans_numba" in sys.modules:
+        nb = sys.modules["fxlic.entropy._rans_numba"]
+        if all(getattr(nb, name).signatures for name in ("decode_tile_kernel", "encode_kernel")):
+            _WARM.set()  # loaded by real calls
+    return _WARM.is_set()
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the platform has one, else the CPU count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 def default_impl() -> str:
@@ -72,11 +167,11 @@ def default_impl() -> str:
     """
     if os.environ.get(PURE_NUMPY_ENV, "") == "1":
         return "reference"
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return "reference"
-    return "numba"
+    try:  # whether Numba is installed, without importing it (0.15 s): it is imported when the kernels are used
+        found = importlib.util.find_spec("numba") is not None
+    except (ImportError, ValueError):
+        found = False
+    return "numba" if found else "reference"
 
 
 class EntropyDecodeError(ValueError):
@@ -235,7 +330,10 @@ def decode_symbols(data: bytes, table_index: np.ndarray, tables: TableSet, impl:
         return np.asarray(out_list, dtype=np.int32).reshape(shape)
     out = np.empty(n, dtype=np.int32)
     arr = np.frombuffer(buf, dtype=np.uint8)
-    status, i, pos = _numba_kernels().decode_kernel(arr, ti, tables.cdf, tables.num_symbols, tables.offset, out)
+    # the whole stream is one tile [0:1, 0:n] of [1, 1, n] arrays (one kernel for streams and substreams)
+    status, i, pos = _numba_kernels().decode_tile_kernel(arr, 0, len(buf), 0, 1, 0, n, ti.reshape(1, 1, n), tables.cdf,
+                                                         search_lut(tables), tables.num_symbols, tables.offset,
+                                                         out.reshape(1, 1, n))
     if status != _st.OK:
         _raise(int(status), int(i), n, int(pos), len(buf))
     return out.reshape(shape)

@@ -40,8 +40,11 @@ class CharmCodec(Codec):
         # the mean-scale codec's options, fixed here: whole-image transforms, rANS coder chosen at run time
         self.impl, self.entropy_impl, self.tile, self.workers = impl, None, 0, None
 
-    def encode(self, pixels: np.ndarray, keep_trace: bool = False, colour: int = COLOUR_RGB) -> CodingResult:
-        """uint8 H×W×3 → bitstream with streams [z, y_0, …, y_{S−1}]."""
+    def encode(self, pixels: np.ndarray, keep_trace: bool = False, colour: int = COLOUR_RGB,
+               substream_tile: int | None = None) -> CodingResult:
+        """uint8 H×W×3 → bitstream with streams [z, y_0, …, y_{S−1}]. ``substream_tile`` is accepted for the
+        mean-scale codec's signature and has no effect: substreams (docs/bitstream.md BS-12) are defined for
+        hyperprior streams only, and a charm stream's slices are decoded in order anyway."""
         if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
             raise ValueError(f"expected uint8 H×W×3 pixels, got {pixels.dtype} {pixels.shape}")
         net = self.net

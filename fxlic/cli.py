@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from fxlic.errors import OutputError, UsageError
-from fxlic.options import add_model_options, add_tile_option
+from fxlic.options import add_model_options, add_substream_option, add_tile_option
 
 EXIT_ERROR = 1
 EXIT_INTERNAL = 3
@@ -112,7 +112,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
     def encode_one(job) -> None:
         pixels, colour = read_image_with_colour(job.source)
-        bitstream = codec.encode(pixels, colour=colour).bitstream
+        bitstream = codec.encode(pixels, colour=colour, substream_tile=args.substream_tile).bitstream
         write_atomically(job.target, bitstream)
         if not args.quiet:
             bpp = 8 * len(bitstream) / (pixels.shape[0] * pixels.shape[1])
@@ -139,7 +139,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
         pixels = codec.decode(data)
         if header.colour == COLOUR_GRAY:
             pixels = to_gray(pixels)
-        write_atomically(job.target, encode_png(pixels))
+        write_atomically(job.target, encode_png(pixels, fast=True))
         if not args.quiet:
             kind = "gray" if header.colour == COLOUR_GRAY else "RGB"
             decoder = "" if codec.model.decoder is None else f" (decoder {codec.model.decoder_name})"
@@ -164,7 +164,9 @@ def cmd_info(args: argparse.Namespace) -> int:
             "architecture": header.architecture,
             "model_architecture": _architecture(header.model_name, header.quality),
             # hyperprior: z, y; charm: z, then one stream per latent slice (docs/charm.md CH-6)
-            "streams": {name: len(s) for name, s in zip(_stream_names(header.architecture, len(streams)), streams)}}
+            "streams": {name: len(s) for name, s in zip(_stream_names(header.architecture, len(streams)), streams)},
+            # y substreams (BS-12, version 4): one per substream_tile × substream_tile pixels; 1 before version 4
+            "substreams": header.substreams, "substream_tile": header.substream_tile}
     if args.json:
         print(json.dumps(info, indent=1))
     else:
@@ -256,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("-d", "--out-dir", metavar="DIR", help="output folder: DIR/<name>.fxl (any number of inputs)")
     add_model_options(p)
     add_tile_option(p)
+    add_substream_option(p)
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(func=cmd_encode)
 

@@ -7,7 +7,10 @@ the same tables bit for bit; the decoder never evaluates a float (docs/entropy.m
 
 Transforms run tile by tile (``tile`` pixels per side, 0 = whole image) with halos derived from the
 layer geometry, so streams and pixels never depend on the tile size (``fxlic.reference.tiling``,
-docs/tiling.md); entropy coding is whole-image. Memory is bounded by the tiles, the latents and the image.
+docs/tiling.md). Memory is bounded by the tiles, the latents and the image. The y stream is split into one
+rANS substream per ``substream_tile`` × ``substream_tile`` pixels (a property of the stream, recorded in its
+header, docs/bitstream.md BS-12), coded and decoded on ``workers`` threads; an image of one such tile keeps
+the single y stream of format versions 1 and 2.
 """
 
 from __future__ import annotations
@@ -23,10 +26,20 @@ from fxlic.entropy.bitstream import (
     StreamHeader,
     pack,
     stream_architecture,
+    substream_count,
     unpack,
 )
 from fxlic.entropy.conditional import factorized_table_indexes
-from fxlic.entropy.rans import EntropyDecodeError, decode_symbols, encode_symbols
+from fxlic.entropy.rans import (
+    EntropyDecodeError,
+    available_cpus,
+    decode_symbols,
+    default_impl,
+    encode_symbols,
+    numba_ready,
+    warm_up,
+)
+from fxlic.entropy.substreams import decode_substreams, encode_substreams, join_substreams, split_substreams
 from fxlic.reference.hyperprior import PAD_MULTIPLE, IntegerHyperprior
 from fxlic.reference.modelfile import ModelFile, ModelFileError
 from fxlic.reference.tiling import Span, array_source, run_chain_tiled
@@ -36,7 +49,19 @@ DEFAULT_TILE = 256
 peak RSS 0.45 GiB at 256 vs 0.86 GiB at 512 (the int64 accumulators of g_a.0's window dominate a tile),
 at no cost in time (55 s vs 60 s wall): the halo (30 + 15 pixels for g_a) is small next to 256."""
 
+DEFAULT_SUBSTREAM_TILE = 256
+"""Default side in pixels of the tiles whose ŷ symbols form one rANS substream (docs/bitstream.md BS-12): the
+default transform tile, so a tile's synthesis and its entropy decoding can pipeline on a board; K = 40
+substreams at 1080p, 6 on a Kodak image, one (format version 1 or 2) up to 256 × 256 pixels."""
+
 HASH_BYTES = MODEL_HASH_BYTES
+PLAIN_MAX = 1 << 18
+"""The first 2^18 symbols a process codes (the ẑ and ŷ of one image up to 2 MP) go through the plain-Python rANS
+coder when the codec chooses the coder (``entropy_impl=None``) and Numba's kernels are not loaded: 0.16 s to
+decode (0.12 s to encode) a Kodak image's ŷ on one core, against about 0.3 s for Numba's start-up in a fresh
+process. Anything more (a larger image, the next images of a batch) uses Numba (80 M symbols/s per core). Same
+bytes and values either way (tests/test_rans.py, tests/test_substreams.py)."""
+_plain_left = [PLAIN_MAX]  # this process's remaining plain-coder budget (speed only: no result depends on it)
 
 
 @dataclass
@@ -105,11 +130,14 @@ class Codec:
     """The golden codec for one integer model file."""
 
     def __init__(self, model: ModelFile, impl: str = "blas", entropy_impl: str | None = None,
-                 tile: int = DEFAULT_TILE, workers: int | None = None) -> None:
+                 tile: int = DEFAULT_TILE, workers: int | None = None,
+                 substream_tile: int = DEFAULT_SUBSTREAM_TILE) -> None:
         """``impl``: conv implementation ("blas" and "reference" are NumPy only, "numba"); ``entropy_impl``:
         rANS coder ("numba", "reference" = plain Python; None = chosen at run time, see
         ``fxlic.entropy.rans.default_impl``); ``tile``: pixels per tile side (0 = whole image);
-        ``workers``: threads running tiles (None: every core). No choice changes a byte or a pixel."""
+        ``workers``: threads running tiles and entropy substreams (None: every core). No choice changes a
+        byte or a pixel. ``substream_tile``: the encoder's y substream tile in pixels (a multiple of 64;
+        0 = one y stream), a property of the streams it writes (BS-12); the decoder follows the header."""
         self.model = model
         self.impl = impl
         self.entropy_impl = entropy_impl
@@ -118,6 +146,7 @@ class Codec:
         self.architecture = _stream_architecture(model)
         self.tile = check_tile(tile)
         self.workers = workers
+        self.substream_tile = check_tile(substream_tile)
 
     # ---- tiled transforms (bit-identical to the whole-image ones, docs/tiling.md) ---------------
     def _analysis_tiled(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -144,9 +173,10 @@ class Codec:
     def _hyper_synthesis_tiled(self, z_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         tile = self.tile // self.net.latent_stride
         heads = [self.net.h_s_scales] + ([self.net.h_s_means] if self.net.h_s_means is not None else [])
-        # each head is one chain h_s → head (h_s is recomputed per head: it is tiny next to g_s)
-        outputs = [run_chain_tiled([*self.net.h_s, head], array_source(z_hat), z_hat.shape, tile, self.impl,
-                                   self.workers) for head in heads]
+        # h_s once (its output, at ŷ's resolution, is as small as ŷ), then each head on it
+        hidden = run_chain_tiled(self.net.h_s, array_source(z_hat), z_hat.shape, tile, self.impl, self.workers)
+        outputs = [run_chain_tiled([head], array_source(hidden), hidden.shape, tile, self.impl, self.workers)
+                   for head in heads]
         return outputs[0], outputs[1] if len(outputs) > 1 else None
 
     def _y_coding_params(self, scales: np.ndarray, means: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -174,12 +204,17 @@ class Codec:
         return image
 
     # ---- encode --------------------------------------------------------------------------------
-    def encode(self, pixels: np.ndarray, keep_trace: bool = False, colour: int = COLOUR_RGB) -> CodingResult:
+    def encode(self, pixels: np.ndarray, keep_trace: bool = False, colour: int = COLOUR_RGB,
+               substream_tile: int | None = None) -> CodingResult:
         """uint8 H×W×3 → bitstream. ``colour`` records the source's colour type in the header (BS-10):
-        COLOUR_GRAY for a grayscale source given as R = G = B, so decoders can write gray back."""
+        COLOUR_GRAY for a grayscale source given as R = G = B, so decoders can write gray back.
+        ``substream_tile`` (pixels, a multiple of 64; 0 = one y stream; None = the codec's): one y substream per
+        tile (BS-12); an image of one tile is written as format version 1 or 2."""
+        substream_tile = self.substream_tile if substream_tile is None else check_tile(substream_tile)
         if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
             raise ValueError(f"expected uint8 H×W×3 pixels, got {pixels.dtype} {pixels.shape}")
         height, width = pixels.shape[:2]
+        self._start_coder(int(np.prod(self.net.latent_shape(height, width))))
         trace: dict[str, np.ndarray] = {}
         whole = keep_trace or self.tile == 0  # tile 0: the network's own (overridable) whole-image methods
         if whole:  # the trace records whole layer outputs: whole-image transforms
@@ -193,15 +228,23 @@ class Codec:
         z_hat = self.net.quantize_latent(z, self.net.fix_z)
         trace["y_hat"], trace["z_hat"] = y_hat, z_hat
         z_stream = encode_symbols(z_hat.reshape(-1).astype(np.int32), factorized_table_indexes(z_hat.shape),
-                                  self.model.z_tables, impl=self.entropy_impl)
+                                  self.model.z_tables, impl=self._coder(z_hat.size))
         scales, means = self.net.hyper_synthesis(z_hat, trace) if whole else self._hyper_synthesis_tiled(z_hat)
         table, mean_r = self._y_coding_params(scales, means)
         del scales, means
         symbols = y_hat.astype(np.int32) - mean_r
-        y_stream = encode_symbols(symbols.reshape(-1), table.reshape(-1), self.model.y_tables, impl=self.entropy_impl)
+        offsets: tuple[int, ...] = ()
+        if substream_count(width, height, substream_tile) < 2:
+            substream_tile = 0  # one tile: the single y stream of versions 1 and 2 (BS-12)
+            y_stream = encode_symbols(symbols.reshape(-1), table.reshape(-1), self.model.y_tables,
+                                      impl=self._coder(symbols.size))
+        else:
+            y_stream, offsets = join_substreams(encode_substreams(
+                symbols, table, self.model.y_tables, substream_tile // self.net.latent_stride,
+                impl=self._coder(symbols.size), workers=self.workers))
         header = StreamHeader(model_name=self.model.name, model_hash=self.model_hash[:HASH_BYTES],
                               quality=self.model.quality, width=width, height=height, colour=colour,
-                              architecture=self.architecture)
+                              architecture=self.architecture, substream_tile=substream_tile, substream_offsets=offsets)
         return CodingResult(pack(header, [z_stream, y_stream]), y_hat, z_hat, table, mean_r,
                             trace if keep_trace else {})
 
@@ -214,16 +257,23 @@ class Codec:
             raise DecodeError(f"expected 2 streams (z, y), found {len(streams)}")
         z_shape = self.net.hyper_latent_shape(header.height, header.width)
         y_shape = self.net.latent_shape(header.height, header.width)
+        self._start_coder(int(np.prod(y_shape)))
         try:
             z_values = decode_symbols(streams[0], factorized_table_indexes(z_shape), self.model.z_tables,
-                                      impl=self.entropy_impl)
+                                      impl=self._coder(int(np.prod(z_shape))))
             z_hat = _as_int8(z_values, z_shape, "ẑ")
             if trace is not None or self.tile == 0:  # whole-image transforms (traces record whole layers)
                 scales, means = self.net.hyper_synthesis(z_hat, trace)
             else:
                 scales, means = self._hyper_synthesis_tiled(z_hat)
             table, mean_r = self._y_coding_params(scales, means)
-            symbols = decode_symbols(streams[1], table.reshape(-1), self.model.y_tables, impl=self.entropy_impl)
+            if header.substream_tile:  # BS-12: K independent substreams, decoded on `workers` threads
+                symbols = decode_substreams(split_substreams(streams[1], header.substream_offsets), table,
+                                            self.model.y_tables, header.substream_tile // self.net.latent_stride,
+                                            impl=self._coder(table.size), workers=self.workers)
+            else:
+                symbols = decode_symbols(streams[1], table.reshape(-1), self.model.y_tables,
+                                         impl=self._coder(table.size))
         except EntropyDecodeError as exc:
             raise DecodeError(f"corrupted entropy-coded data: {exc}") from None
         y_hat = _as_int8(symbols.reshape(y_shape).astype(np.int64) + mean_r, y_shape, "ŷ")
@@ -234,6 +284,23 @@ class Codec:
         if trace is not None:
             trace["y_hat"], trace["z_hat"] = y_hat, z_hat
         return output_to_pixels(x_hat)[: header.height, : header.width]
+
+    def _start_coder(self, symbols: int) -> None:
+        """Before an image of ``symbols`` ŷ symbols: if its streams will need Numba (``_coder``), start loading the
+        kernels on another core now (``rans.warm_up``), so that Numba's start-up overlaps the transforms."""
+        if (self.entropy_impl in (None, "numba") and (self.entropy_impl == "numba" or symbols > _plain_left[0])
+                and available_cpus() > 1):
+            warm_up()
+
+    def _coder(self, count: int) -> str | None:
+        """The rANS coder for a stream of ``count`` symbols: the codec's, except that when it chooses
+        (``entropy_impl=None``) and Numba's kernels are not loaded, the first ``PLAIN_MAX`` symbols of the process
+        go through the plain coder, which finishes them before Numba would have started."""
+        if (self.entropy_impl is None and count <= _plain_left[0] and default_impl() == "numba"
+                and not numba_ready()):
+            _plain_left[0] -= count
+            return "reference"
+        return self.entropy_impl
 
     def check_header(self, header: StreamHeader) -> None:
         """Refuse a stream this model cannot decode: another architecture (BS-11), then other weights (BS-4)."""
@@ -265,4 +332,5 @@ def _as_int8(values: np.ndarray, shape: tuple[int, ...], what: str) -> np.ndarra
     return values.reshape(shape).astype(np.int8)
 
 
-__all__ = ["DEFAULT_TILE", "BitstreamError", "Codec", "CodingResult", "DecodeError", "check_tile"]
+__all__ = ["DEFAULT_SUBSTREAM_TILE", "DEFAULT_TILE", "BitstreamError", "Codec", "CodingResult", "DecodeError",
+           "check_tile"]

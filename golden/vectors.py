@@ -30,6 +30,7 @@ from fxlic.codec import Codec, DecodeError, pad_image, pixels_to_input
 from fxlic.entropy.bitstream import BitstreamError, unpack
 from fxlic.entropy.conditional import factorized_table_indexes
 from fxlic.entropy.rans import decode_symbols
+from fxlic.entropy.substreams import decode_substreams, split_substreams
 from fxlic.imageio import encode_png, read_image
 from fxlic.reference.charm import MEAN_CONTEXT, SCALE_CONTEXT, IntegerCharm, context_name
 from fxlic.reference.modelfile import little_endian
@@ -192,7 +193,12 @@ def _isolated_steps(codec: Codec, stored: dict[str, np.ndarray], pixels: np.ndar
 
     def y_from_stream() -> np.ndarray:  # mean-scale / scale hyperprior
         table, mean_r = coding_params(DECODER_PREFIX)
-        symbols = decode_symbols(stream(1), table.reshape(-1), codec.model.y_tables)
+        header = unpack(stored_stream)[0]
+        if header.substream_tile:  # version 4: one substream per tile (docs/bitstream.md BS-12)
+            symbols = decode_substreams(split_substreams(stream(1), header.substream_offsets), table,
+                                        codec.model.y_tables, header.substream_tile // net.latent_stride)
+        else:
+            symbols = decode_symbols(stream(1), table.reshape(-1), codec.model.y_tables)
         return symbols.reshape(table.shape).astype(np.int64) + mean_r
 
     y_name, z_name = net.g_a[-1].name, net.h_a[-1].name

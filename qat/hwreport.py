@@ -106,8 +106,12 @@ class Assumptions:
     cpu_macs_per_s: float = 2.9e9  # 4× Cortex-A53 at 1.2 GHz, NEON fp32: 2 FMA/cycle/core at 30 %
     cpu_nonlinear_per_s: float = 2.4e8  # exp/erf/sqrt/div elements: ~20 cycles each on 4 cores
     cpu_move_bytes_per_s: float = 1.0e9  # permutes / reshapes (DDR bound)
-    entropy_symbols_per_s: float = 20e6  # rANS decode on one A53 core (one stream at a time)
-    entropy_cores: int = 1  # A53 cores decoding entropy substreams at once (1: one stream; up to 4 on KV260, ZCU102)
+    # rANS decode on one A53 core, estimated: fxlic's x86 rate (benchmarks/rans_speed.py, one thread) × the
+    # A53/x86 ratio of 7-Zip's LZMA decompression (a range decoder), RPi 3 B at 1.2 GHz (sbc-bench
+    # results/4hOp.txt) vs the same host; the lowest of five runs, 19.6 M/s (benchmarks/arm_entropy_estimate.py,
+    # docs/entropy.md §2.5)
+    entropy_symbols_per_s: float = 19.5e6
+    entropy_cores: int = 1  # A53 cores decoding ŷ's substreams at once (1: one stream; up to 4 on KV260, ZCU102)
 
 
 ASSUMPTIONS = Assumptions()
@@ -358,7 +362,8 @@ def cpu_seconds(layer: Layer, a: Assumptions = ASSUMPTIONS) -> float:
     ``entropy_cores`` cores, CPU MACs, non-linear element-wise ops and data movement at the stated rates."""
     macs = layer.macs_per_pixel * FRAME[0] * FRAME[1]
     if layer.op in ("entropy_decode", "entropy_encode"):
-        return layer.elements_1080p / (a.entropy_symbols_per_s * a.entropy_cores)
+        cores = 1 if layer.name == "entropy_decode.z" else a.entropy_cores  # ẑ is one stream (docs/entropy.md §4)
+        return layer.elements_1080p / (a.entropy_symbols_per_s * cores)
     if macs:
         return macs / a.cpu_macs_per_s + (layer.elements_1080p / a.cpu_nonlinear_per_s if layer.op == "gdn" else 0)
     if layer.op in ("window_partition", "window_reverse", "pixel_shuffle", "lrp_add", "attention_bias_add"):
@@ -630,12 +635,13 @@ def _calibration_section(fit: dict) -> list[str]:
 
 def _frontier_section(rows: list[dict]) -> list[str]:
     cpu = {size: rows[0]["rates"][1][size]["KV260"]["cpu_ms"] for size in FRAMES}
+    cpu_all = {size: rows[0]["rates"][MAX_ENTROPY_CORES][size]["KV260"]["cpu_ms"] for size in FRAMES}
     bound = ", ".join(f"{size}: {cpu[size]:.1f} ms per frame on one A53 core, {1e3 / cpu[size]:.0f} fps at most "
-                      f"({1e3 * MAX_ENTROPY_CORES / cpu[size]:.0f} fps on {MAX_ENTROPY_CORES} cores)"
+                      f"({cpu_all[size]:.1f} ms, {1e3 / cpu_all[size]:.0f} fps on {MAX_ENTROPY_CORES} cores)"
                       for size in FRAMES)
     parts = ["## g_s width frontier (meanscale, fitted timing)", "", FRONTIER_TEXT, f"{bound} (entropy decoding "
              f"of ẑ and ŷ at `entropy_symbols_per_s` = {ASSUMPTIONS.entropy_symbols_per_s / 1e6:g} M symbols/s per "
-             "core, an assumption).", "",
+             "core, an estimate; ẑ on one core).", "",
              "| g_s widths | decode MACs/pixel | KV260 720p per frame | KV260 720p pipelined | KV260 720p pipelined, "
              "4 entropy cores | ZCU102 1080p per frame | ZCU102 1080p per frame, 4 entropy cores | ZCU102 1080p "
              "pipelined | ZCU102 1080p pipelined, 4 entropy cores |", "|---|---|---|---|---|---|---|---|---|"]
@@ -692,7 +698,8 @@ def render_doc(reports: list[dict], fit: dict | None = None, frontier_rows: list
     if fit:
         parts += ["", *_calibration_section(fit)]
     parts += ["", "## The former assumptions (`--timing optimistic`)", "", OPTIMISTIC_TEXT, "",
-              "Every number below is an assumption, not a measurement (the CPU rates, `entropy_symbols_per_s` and "
+              "Every number below is an assumption, not a measurement, except `entropy_symbols_per_s`, an estimate "
+              "from measured ratios (docs/entropy.md §2.5) (the CPU rates, `entropy_symbols_per_s` and "
               "`entropy_cores` are used by both timings):", ""]
     parts += [f"- `{k}` = {v}" for k, v in asdict(a).items()]
     parts += ["", FPS_TEXT, "", "## Where each op kind runs", "", "| op | runs on | why |", "|---|---|---|"]
@@ -757,9 +764,10 @@ PIPELINE_TEXT = """Both figures decode whole frames padded to a multiple of 64 (
   ZCU102 each call's frame is split into three tiles run on the three cores at once (halos ignored), which share
   the DDR bandwidth; the DPU time is one core's time for its tile.
 - **CPU time**: the decode's CPU steps; for meanscale, entropy decoding of ẑ and ŷ at
-  `entropy_symbols_per_s` = 20 M symbols/s per Cortex-A53 core (an assumption) on `entropy_cores` cores
-  (default 1: one rANS stream; `--entropy-cores N`, up to 4, for parallel substreams). The conversion of the
-  decoded image to pixels and any display are not counted.
+  `entropy_symbols_per_s` = 19.5 M symbols/s per Cortex-A53 core (an estimate: fxlic's x86 rate scaled by the
+  A53/x86 ratio of 7-Zip's LZMA decompression, docs/entropy.md §2.5), ŷ on `entropy_cores` cores (default 1;
+  `--entropy-cores N`, up to 4: format version 4 splits ŷ into one substream per 256-pixel tile, 40 at 1080p),
+  ẑ (one stream) on one. The conversion of the decoded image to pixels and any display are not counted.
 - **Call overhead**: DPU calls × the fitted per-call overhead, counted as CPU work.
 - **Per frame** (`fps`): 1 / (DPU + CPU + call overhead): one frame at a time, nothing overlaps (the latency of
   one decode).

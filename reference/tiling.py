@@ -162,8 +162,12 @@ def tile_spans(size: int, tile: int) -> list[Span]:
 
 
 def default_workers() -> int:
-    """Threads for tiles: every core (NumPy's GEMMs and Numba kernels release the GIL)."""
-    return max(1, os.cpu_count() or 1)
+    """Threads for tiles: every core this process may run on (its affinity mask where the platform has one;
+    NumPy's GEMMs and Numba kernels release the GIL)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 def run_chain_tiled(layers: Sequence[QuantConv], source: WindowSource, input_shape: tuple[int, int, int],

@@ -1,10 +1,11 @@
-"""Tests of fxlic.entropy.bitstream (rules BS-1 ... BS-11 in docs/bitstream.md)."""
+"""Tests of fxlic.entropy.bitstream (rules BS-1 ... BS-12 in docs/bitstream.md)."""
 
 from __future__ import annotations
 
 import struct
 import zlib
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -90,7 +91,7 @@ def test_round_trip(name: str, model_hash: bytes, quality: int, width: int, heig
         (b"FXL", "truncated"),
         (b"FXLC", "truncated"),
         (b"FXLD" + bytes(60), "not an fxlic bitstream"),
-        (b"FXLC\x04" + bytes(60), r"format version 4 is newer than this decoder \(3\)"),
+        (b"FXLC\x05" + bytes(60), r"format version 5 is newer than this decoder \(4\)"),
         (b"FXLC\x00" + bytes(60), "unsupported format version 0"),
         (b"FXLC\x01\x00" + bytes(10), "truncated"),
     ],
@@ -340,3 +341,146 @@ def test_stream_architecture_of_model_files() -> None:
     assert stream_architecture(None) == ARCH_HYPERPRIOR and stream_architecture("charm") == ARCH_CHARM
     with pytest.raises(ValueError, match="no bitstream architecture"):
         stream_architecture("wacnn")
+
+
+# --------------------------------------------------------------------------------------------------
+# BS-12: y substreams (version 4)
+# --------------------------------------------------------------------------------------------------
+SUB_HEADER = StreamHeader(model_name="meanscale", model_hash=HASH, quality=4, width=300, height=130,
+                          substream_tile=128, substream_offsets=(5, 12, 20, 24, 31))
+SUB_STREAMS = [b"zzzz", b"y0y0y" + b"y1y1y1y" + b"y2y2y2y2" + b"y3y3" + b"y4y4y4y" + b"y5y5y5"]
+
+
+def _substream_file(offsets: tuple[int, ...] | None = None, tile: int | None = None, arch_id: int | None = None,
+                    count: int | None = None, cut: int | None = None) -> bytes:
+    """A CRC-valid version-4 file with a field overwritten after packing (bypassing pack's checks)."""
+    good = bytearray(pack(SUB_HEADER, SUB_STREAMS))
+    at = 31 + len(SUB_HEADER.model_name) + 1  # the architecture byte, after the name and the colour byte
+    if arch_id is not None:
+        good[at] = arch_id
+    if tile is not None:
+        good[at + 1 : at + 3] = struct.pack("<H", tile)
+    if count is not None:
+        good[at + 3] = count
+    if offsets is not None:
+        table = at + 4 + 4 * len(SUB_STREAMS)
+        good[table : table + 4 * len(offsets)] = b"".join(struct.pack("<I", o) for o in offsets)
+    if cut is not None:
+        return bytes(good[:cut])
+    return _recrc(bytes(good[:-4]))
+
+
+def test_substream_layout_version_4() -> None:
+    """BS-12: version 4 = the colour byte, the architecture byte (0: hyperprior), the u16 substream tile S,
+    the stream count and lengths, then K − 1 u32 offsets of substreams 1 … K − 1 in the y stream; K is the
+    tile grid of the image padded to 64 (300 × 130 → 320 × 192, S = 128: 3 × 2 tiles); total size
+    36 + k + 4 + 4m + 4(K − 1) + Σ len (BS-8)."""
+    assert SUB_HEADER.version == 4 and SUB_HEADER.substreams == 6
+    data = pack(SUB_HEADER, SUB_STREAMS)
+    name = SUB_HEADER.model_name.encode()
+    expected = (b"FXLC" + bytes([4, 4]) + struct.pack("<II", 300, 130) + HASH + bytes([len(name)]) + name
+                + bytes([0, 0]) + struct.pack("<H", 128) + bytes([2])
+                + b"".join(struct.pack("<I", len(s)) for s in SUB_STREAMS)
+                + b"".join(struct.pack("<I", o) for o in SUB_HEADER.substream_offsets) + b"".join(SUB_STREAMS))
+    assert data == _recrc(expected)
+    assert len(data) == 36 + len(name) + 4 + 4 * 2 + 4 * 5 + sum(map(len, SUB_STREAMS))
+    assert unpack(data) == (SUB_HEADER, SUB_STREAMS)
+    assert pack(*unpack(data)) == data
+
+
+@settings(max_examples=150, deadline=None)
+@given(width=st.integers(1, 2000), height=st.integers(1, 2000), tile=st.sampled_from([64, 128, 192, 256, 512]),
+       colour=st.sampled_from([0, COLOUR_GRAY]), data=st.data())
+def test_substream_round_trip(width: int, height: int, tile: int, colour: int, data: st.DataObject) -> None:
+    """BS-12 round trip for any image size and tile giving K ≥ 2, substreams of any sizes ≥ 4 bytes."""
+    from fxlic.entropy.bitstream import substream_count
+
+    count = substream_count(width, height, tile)
+    if count < 2:
+        return
+    sizes = data.draw(st.lists(st.integers(4, 9), min_size=count, max_size=count))
+    offsets = tuple(int(o) for o in np.cumsum(sizes)[:-1])
+    header = StreamHeader("m", HASH, 1, width, height, colour, substream_tile=tile, substream_offsets=offsets)
+    streams = [b"zzzz", bytes(sum(sizes))]
+    packed = pack(header, streams)
+    assert unpack(packed) == (header, streams) and pack(*unpack(packed)) == packed
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (_substream_file(offsets=(5, 12, 20, 24, 60)), "substream 5 offset 60 lies outside the 37-byte y stream"),
+        (_substream_file(offsets=(5, 12, 2000000, 24, 31)), "substream 3 offset 2000000 lies outside"),
+        (_substream_file(offsets=(5, 20, 12, 24, 31)), "substream 3 offset 12 precedes substream 2 offset 20: "
+                                                       "substreams out of order"),
+        (_substream_file(offsets=(5, 12, 14, 24, 31)), "substream 3 offset 14 overlaps substream 2 at offset 12"),
+        (_substream_file(offsets=(5, 12, 12, 24, 31)), "substream 3 offset 12 overlaps substream 2"),
+        (_substream_file(offsets=(0, 12, 20, 24, 31)), "substream 1 offset 0 overlaps substream 0"),
+        (_substream_file(offsets=(5, 12, 20, 24, 34)), "substream 5 at offset 34 has 3 bytes of the 37-byte y "
+                                                       "stream, fewer than its 4-byte rANS state"),
+        (_substream_file(tile=100), "substream tile 100 is not a multiple of 64"),
+        (_substream_file(tile=0), "substream tile 0 is not a multiple of 64"),
+        (_substream_file(tile=320), "substream tile 320 gives one substream for 300x130 in a version-4 stream"),
+        (_substream_file(arch_id=1), "architecture id 1 \\(charm\\) in a version-4 stream: substreams are "
+                                     "defined for hyperprior streams only"),
+        (_substream_file(arch_id=9), "unknown architecture id 9"),
+        (_substream_file(count=1), "stream count 1: substreams split stream 1 \\(y\\), which is missing"),
+        (_substream_file(cut=31 + 9 + 4 + 4 * 2 + 10), "truncated: .* the header needs"),
+        (_substream_file(cut=31 + 9 + 2), "truncated: .* the header needs"),
+    ],
+)
+def test_bad_substream_table(data: bytes, message: str) -> None:
+    """BS-12: a substream offset outside the y stream, out-of-order or overlapping substreams (each holds at
+    least its 4-byte state), a bad tile, a tile giving one substream (non-canonical: versions 1, 2), another
+    architecture, a missing y stream, a file cut inside the table: one line each, checked before use."""
+    with pytest.raises(BitstreamError, match=message) as info:
+        unpack(data)
+    assert "\n" not in str(info.value)
+
+
+def test_pack_refuses_what_unpack_refuses() -> None:
+    """BS-12: pack raises ValueError for offsets, tiles and architectures that unpack would reject."""
+    from dataclasses import replace
+
+    bad = [replace(SUB_HEADER, substream_offsets=(5, 12, 20, 24)),  # K − 1 = 5 offsets needed
+           replace(SUB_HEADER, substream_offsets=(5, 20, 12, 24, 31)),
+           replace(SUB_HEADER, substream_tile=96),
+           replace(SUB_HEADER, substream_tile=384, substream_offsets=()),
+           replace(SUB_HEADER, architecture=ARCH_CHARM),
+           replace(HEADER, substream_offsets=(4,))]
+    for header in bad:
+        with pytest.raises(ValueError):
+            pack(header, SUB_STREAMS)
+    with pytest.raises(ValueError, match="need at least 2 streams"):
+        pack(SUB_HEADER, SUB_STREAMS[1:])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_version_4_corruption_always_rejected(data: st.DataObject) -> None:
+    """BS-9/BS-12: any single-byte change, truncation or extension of a version-4 file raises BitstreamError;
+    any offset table with a re-computed CRC parses to valid offsets or raises BitstreamError."""
+    good = pack(SUB_HEADER, SUB_STREAMS)
+    kind = data.draw(st.sampled_from(["set", "cut", "append", "offsets"]))
+    if kind != "offsets":
+        with pytest.raises(BitstreamError):
+            unpack(bytes(_corrupted(data, good, kind)))
+        return
+    offsets = tuple(data.draw(st.lists(st.integers(0, 60), min_size=5, max_size=5)))
+    try:
+        header, streams = unpack(_substream_file(offsets=offsets))
+    except BitstreamError:
+        return
+    bounds = [0, *header.substream_offsets, len(streams[1])]
+    assert all(b - a >= 4 for a, b in zip(bounds, bounds[1:]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=200))
+def test_random_bytes_version_4(data: bytes) -> None:
+    """BS-1 ... BS-12: arbitrary bytes after a version-4 prefix either parse or raise BitstreamError."""
+    try:
+        header, _ = unpack(MAGIC + bytes([4]) + data)
+    except BitstreamError:
+        return
+    assert header.substreams >= 2

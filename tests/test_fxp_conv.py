@@ -196,6 +196,49 @@ def test_blas_float32_and_float64_paths_and_row_blocks(monkeypatch):
                 assert np.array_equal(fn(x, w, s, p, Ho, Wo, dtype), ref), (transposed, dtype)
 
 
+@settings(max_examples=60, deadline=None)
+@given(conv_case(transposed=False, max_hw=9, max_c=4), st.integers(1, 16))
+def test_conv2d_split_k_float32_path(case, limit_bits):
+    """FXP-A2b: with the float32 limit lowered to 2^limit_bits (so that small cases need it), the blas conv
+    takes float32 GEMMs over chunks of kernel rows summed in float64 whenever one row's bound fits, float64
+    otherwise; either way the reference's integers."""
+    x, w, s, p = case
+    ref = conv2d_acc(x, w, s, p, impl="reference")
+    saved = conv_mod._F32_EXACT
+    conv_mod._F32_EXACT = 1 << limit_bits
+    try:
+        assert np.array_equal(conv2d_acc(x, w, s, p, impl="blas"), ref)
+    finally:
+        conv_mod._F32_EXACT = saved
+
+
+def test_conv2d_split_k_chunks():
+    """FXP-A2b: chunks of whole kernel rows, each row's bound at most 2^24; none when one row exceeds it."""
+    x = np.full((96, 8, 8), 127, dtype=np.int8)
+    w = np.full((4, 96, 5, 5), -128, dtype=np.int8)
+    assert conv_mod._exact_float_dtype(96 * 25, x, w) is np.float64  # 2400 · 127 · 128 > 2^24
+    assert conv_mod._row_chunks(5, 96 * 5, x, w) == [(0, 2), (2, 4), (4, 5)]  # 480 · 127 · 128 = 7.8 M per row
+    assert conv_mod._row_chunks(5, 4000 * 5, x, w) is None
+    rng = np.random.default_rng(8)
+    xr = rng.integers(-128, 128, (96, 13, 11)).astype(np.int8)
+    wr = rng.integers(-128, 128, (5, 96, 5, 5)).astype(np.int8)
+    assert np.array_equal(conv2d_acc(xr, wr, 2, 2, impl="blas"), conv2d_acc(xr, wr, 2, 2, impl="reference"))
+
+
+@SETTINGS
+@given(conv_case(transposed=True, max_hw=8, max_c=5))
+def test_conv_transpose2d_polyphase_and_col2im_both_exact(case):
+    """FXP-C2: both blas transposed convs — one GEMM per output phase, or GEMM + col2im (picked by channel
+    counts) — equal the reference, in float32 where the bound allows and in float64."""
+    x, w, s, p = case
+    C, H, W = x.shape
+    Ho, Wo = conv_mod.conv_transpose2d_output_size(H, W, w.shape[2], w.shape[3], s, p)
+    ref = conv_transpose2d_acc(x, w, s, p, impl="reference")
+    for fn in (conv_mod._conv_transpose2d_polyphase, conv_mod._conv_transpose2d_col2im):
+        for dtype in (np.float64, conv_mod._exact_float_dtype(conv_mod._transposed_terms(C, *w.shape[2:], s), x, w)):
+            assert np.array_equal(fn(x, w, s, p, Ho, Wo, dtype), ref), (fn.__name__, dtype)
+
+
 def test_exact_float_dtype_choice():
     """FXP-A2: float32 only when the data bound proves every partial sum <= 2^24."""
     x = np.full((4, 3, 3), 16, dtype=np.int8)

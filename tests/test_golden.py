@@ -39,6 +39,17 @@ def test_make_then_verify(codec, fresh_set) -> None:
     assert all(r.ok for r in verify_set(codec, fresh_set))
 
 
+def test_a_substream_stream_makes_and_verifies(codec, tmp_path) -> None:
+    """An image of more than one 256-pixel tile is coded in y substreams (format version 4,
+    docs/bitstream.md BS-12): its golden set records and re-decodes them."""
+    folder = tmp_path / "golden"
+    rows, cols = np.mgrid[:40, :300]
+    pixels = np.stack([(cols * 7) % 256, (rows * 5 + cols) % 256, (rows * cols) % 251], axis=-1).astype(np.uint8)
+    make_set(codec, {"wide": pixels}, folder)
+    assert (folder / "wide" / "bitstream.fxl").read_bytes()[4] == 4
+    assert all(r.ok for r in verify_set(codec, folder))
+
+
 def test_a_changed_value_is_located(codec, fresh_set) -> None:
     """A flipped value in one stored layer is reported with layer, index, expected and got."""
     manifest = json.loads((fresh_set / "manifest.json").read_text())

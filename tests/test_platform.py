@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 # Every module a decode (and an encode) runs through: the golden path's arithmetic and coding.
 DECODE_PATH = ["fxp/conv.py", "fxp/layer.py", "fxp/rounding.py", "fxp/quant.py", "fxp/_numba_kernels.py",
                "reference/hyperprior.py", "reference/modelfile.py", "entropy/rans.py", "entropy/_rans_numba.py",
+               "entropy/substreams.py",
                "entropy/bitstream.py", "entropy/tables.py", "entropy/conditional.py", "fxlic/codec.py",
                "golden/vectors.py", "golden/goldenset.py"]
 
