@@ -146,7 +146,9 @@ def numba_ready() -> bool:
     """True once the kernels are loaded (by :func:`warm_up` or a first call): a call now costs no start-up."""
     if not _WARM.is_set() and "fxlic.entropy._rans_numba" in sys.modules:
         nb = sys.modules["fxlic.entropy._rans_numba"]
-        if all(getattr(nb, name).signatures for name in ("decode_tile_kernel", "encode_kernel")):
+        # the module may be half-imported by the warm-up thread right now: its kernels may not exist yet
+        kernels = [getattr(nb, name, None) for name in ("decode_tile_kernel", "encode_kernel")]
+        if all(getattr(kernel, "signatures", None) for kernel in kernels):
             _WARM.set()  # loaded by real calls
     return _WARM.is_set()
 

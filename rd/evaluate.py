@@ -26,16 +26,20 @@ CSV_FIELDS = ["image", "width", "height", "bytes", "bpp", "psnr", "ms_ssim", "en
 
 
 def evaluate_model_file(model_file: Path, images: list[Path], progress: bool = True,
-                        decoder_file: Path | None = None) -> list[dict]:
+                        decoder_file: Path | None = None, also_full: bool = False) -> list[dict]:
     """One row per image for one integer model file (decoded with ``decoder_file``'s g_s if given: the same
-    streams, so the same bytes, another reconstruction)."""
+    streams, so the same bytes, another reconstruction). ``also_full``: each stream is decoded by the model's
+    own g_s too, and each row gets that decode's figures under ``full_*`` keys (``full_psnr``, ...): the two
+    decoders compared on the very same streams."""
     from fxlic import models
     from fxlic.families import open_codec
     from fxlic.imageio import read_image
 
     codec = open_codec(models.load(path=model_file, decoder_file=decoder_file))
-    warm = read_image(images[0])[:64, :64]
-    codec.decode(codec.encode(np.ascontiguousarray(warm)).bitstream)  # JIT warm-up, not timed
+    full = open_codec(models.load(path=model_file)) if also_full and decoder_file is not None else None
+    warm = np.ascontiguousarray(read_image(images[0])[:64, :64])
+    for c in (codec, full) if full is not None else (codec,):
+        c.decode(c.encode(warm).bitstream)  # JIT warm-up, not timed
     rows = []
     label = model_file.stem if decoder_file is None else f"{model_file.stem}.{codec.model.decoder_name}"
     for path in tqdm(images, desc=f"eval {label}", unit="img", disable=not progress):
@@ -46,9 +50,15 @@ def evaluate_model_file(model_file: Path, images: list[Path], progress: bool = T
         decoded = codec.decode(bitstream)
         t2 = time.perf_counter()
         height, width = pixels.shape[:2]
-        rows.append({"image": path.name, "width": width, "height": height, "bytes": len(bitstream),
-                     "bpp": 8 * len(bitstream) / (width * height), "psnr": psnr(pixels, decoded),
-                     "ms_ssim": ms_ssim(pixels, decoded), "encode_s": t1 - t0, "decode_s": t2 - t1})
+        row = {"image": path.name, "width": width, "height": height, "bytes": len(bitstream),
+               "bpp": 8 * len(bitstream) / (width * height), "psnr": psnr(pixels, decoded),
+               "ms_ssim": ms_ssim(pixels, decoded), "encode_s": t1 - t0, "decode_s": t2 - t1}
+        if full is not None:
+            t3 = time.perf_counter()
+            reference = full.decode(bitstream)
+            row.update({"full_psnr": psnr(pixels, reference), "full_ms_ssim": ms_ssim(pixels, reference),
+                        "full_decode_s": time.perf_counter() - t3})
+        rows.append(row)
     return rows
 
 
@@ -77,6 +87,8 @@ def eval_parser() -> argparse.ArgumentParser:
                      "full; the streams, so the rates, are the model's own)")
     dec.add_argument("--decoder-files", nargs="+", metavar="FILE.npz", help="decode with these lite decoder files "
                      "(each names the model and quality whose streams it decodes)")
+    p.add_argument("--with-full", action="store_true", help="with a lite decoder: decode every stream with the "
+                   "model's own g_s too and write its results beside (<model>.json): both on the same streams")
     p.add_argument("--images", required=True, nargs="+", metavar="PATH",
                    help="test images: files and/or folders in any format `fxlic encode` reads (../shared/data/kodak)")
     p.add_argument("--out", required=True, metavar="DIR",
@@ -137,13 +149,17 @@ def eval_main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     per_quality = {}
     suffix = f".{decoder}" if decoder else ""  # a lite decoder's results sit beside the full decoder's
+    also_full = bool(decoder and args.with_full)
+    full_per_quality = {}
     for quality, model_file in sorted(files.items()):
-        rows = evaluate_model_file(model_file, images, decoder_file=decoder_files.get(quality))
+        rows = evaluate_model_file(model_file, images, decoder_file=decoder_files.get(quality), also_full=also_full)
         per_quality[quality] = rows
-        with (out / f"{model_name}-q{quality}{suffix}.csv").open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, CSV_FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
+        _write_csv(out / f"{model_name}-q{quality}{suffix}.csv", rows)
+        if also_full:  # the full decoder on the same streams: its own CSV, as `fxlic eval` without --decoder writes
+            full_per_quality[quality] = [
+                {**row, "psnr": row["full_psnr"], "ms_ssim": row["full_ms_ssim"], "decode_s": row["full_decode_s"]}
+                for row in rows]
+            _write_csv(out / f"{model_name}-q{quality}.csv", full_per_quality[quality])
         avg = {key: float(np.mean([r[key] for r in rows])) for key in CSV_FIELDS[4:]}
         print(f"q{quality}: bpp {avg['bpp']:.4f}  PSNR {avg['psnr']:.3f} dB  MS-SSIM {avg['ms_ssim']:.5f}"
               f"  enc {avg['encode_s']:.2f}s  dec {avg['decode_s']:.2f}s")
@@ -154,7 +170,20 @@ def eval_main(argv: list[str] | None = None) -> int:
         curve.extra["meta"]["decoder"] = decoder
     save_curve(curve, out / f"{model_name}{suffix}.json")
     print(f"wrote {out / (model_name + suffix + '.json')}")
+    if also_full:
+        full = summarize(f"fxlic-{model_name}-int8", full_per_quality,
+                         f"fxlic integer reference, model {model_name}, real bitstreams (the streams decoded by "
+                         f"{decoder} too)", dataset)
+        save_curve(full, out / f"{model_name}.json")
+        print(f"wrote {out / (model_name + '.json')} (full decoder, same streams)")
     return 0
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, CSV_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def _model_meta(path: Path) -> dict:

@@ -235,3 +235,19 @@ def test_exported_student_equals_its_qat_model_layer_by_layer(tmp_path) -> None:
     decoded = {k: v for k, v in stats.items() if k.startswith("decoded g_s.")}
     assert len(decoded) == 4 and all(v["elements"] > 0 for v in decoded.values())
     assert sum(v["mismatches"] for v in stats.values()) == 0
+
+
+def test_eval_with_a_decoder_and_the_full_one_on_the_same_streams(sliced_file, tmp_path) -> None:
+    """`fxlic eval --decoder-files F --with-full` writes the lite decoder's curve and the full decoder's, from the
+    same streams: the same bytes per image, the full decoder's PSNR as `fxlic eval` alone measures it."""
+    photos = sorted((Path(__file__).resolve().parent / "fixtures" / "train").glob("*.png"))[:2]
+    out = tmp_path / "eval"
+    assert cli_main(["eval", "--decoder-files", str(sliced_file), "--with-full", "--images", *map(str, photos),
+                     "--out", str(out)]) == 0
+    lite = json.loads((out / "meanscale.slice32.json").read_text())
+    full = json.loads((out / "meanscale.json").read_text())
+    assert lite["results"]["bpp"] == full["results"]["bpp"] and lite["meta"]["decoder"] == "slice32"
+    assert lite["results"]["psnr-rgb"][0] < full["results"]["psnr-rgb"][0]
+    alone = tmp_path / "alone"
+    assert cli_main(["eval", "--qualities", "4", "--images", *map(str, photos), "--out", str(alone)]) == 0
+    assert json.loads((alone / "meanscale.json").read_text())["results"]["psnr-rgb"] == full["results"]["psnr-rgb"]

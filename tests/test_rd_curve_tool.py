@@ -48,15 +48,3 @@ def test_replacing_a_point_of_a_float_curve_replaces_its_per_point_meta(tmp_path
     out = json.loads((tmp_path / "o.json").read_text())
     assert out["results"] == {"bpp": [0.1, 0.25, 0.3], "psnr-rgb": [25.0, 28.5, 30.0]}
     assert out["meta"] == {"bpp_ideal": [0.1, 0.25, 0.3], "rate": "ideal"}
-
-
-def test_selecting_qualities_keeps_their_points_in_order(tmp_path: Path) -> None:
-    """A ladder cut to the qualities of another curve (a lite decoder's): results and per-point meta follow."""
-    tool = _tool()
-    curve = {"name": "ladder", "results": {"bpp": [0.1, 0.3, 0.5, 0.9], "psnr": [27.0, 29.0, 31.0, 32.5]},
-             "meta": {"qualities": [0, 2, 4, 6], "images": 24}}
-    cut = tool.select_qualities(curve, [6, 2])
-    assert cut["results"] == {"bpp": [0.3, 0.9], "psnr": [29.0, 32.5]}
-    assert cut["meta"] == {"qualities": [2, 6], "images": 24}
-    with pytest.raises(ValueError, match=r"no points at qualities \[8\]"):
-        tool.select_qualities(curve, [8])

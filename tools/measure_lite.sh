@@ -3,8 +3,8 @@
 #   bash tools/measure_lite.sh NAME [OUT_DIR] [RUNS_DIR]
 # 1. fxlic eval with --decoder NAME at every quality that ships it: the default encoder's real bitstreams (the
 #    same bytes as the full decoder's), decoded by the lite g_s → OUT/meanscale.NAME.json, per-image CSVs.
-# 2. BD-rate against the full decoder's int8 ladder on the same streams (results/kodak/meanscale.json, restricted
-#    to the same qualities) and against VTM → OUT/bdrate-NAME.txt.
+#    Every stream is decoded by the full g_s as well (--with-full) → OUT/meanscale-full-NAME-qualities.json.
+# 2. BD-rate against the full decoder on the same streams and against VTM → OUT/bdrate-NAME.txt.
 # 3. Layer equality of the decoder file with its QAT checkpoint (RUNS/qQ-NAME-qat) at q4 on all 24 images,
 #    decoder side (fxlic verify-qat --decoder-file … --decoder-checkpoint …) → OUT/layer-equality-q4.NAME.json.
 # 4. hw-report (fitted DPU timing): decode MACs per pixel and modelled fps → OUT/hw-NAME.json.
@@ -22,11 +22,9 @@ mkdir -p "$OUT"
 QS=$($PY -c "from fxlic import models; print(','.join(str(q) for q in sorted(models.available()['meanscale'])
   if '$NAME' in models.decoders('meanscale', q)))")
 echo "decoder $NAME at qualities $QS"
-.venv/bin/fxlic eval --model meanscale --decoder "$NAME" --qualities "$QS" --images "$K" --out "$OUT" \
+.venv/bin/fxlic eval --model meanscale --decoder "$NAME" --with-full --qualities "$QS" --images "$K" --out "$OUT" \
   > "$OUT/eval-$NAME.log"
-# the full decoder's ladder at the same qualities (its committed per-quality figures, real bitstreams)
-$PY tools/rd_curve.py --qualities "$QS" --name "fxlic-meanscale-int8 (full decoder)" results/kodak/meanscale.json \
-  "$OUT/meanscale-full-$NAME-qualities.json"
+mv "$OUT/meanscale.json" "$OUT/meanscale-full-$NAME-qualities.json"  # the full decoder on the same streams
 {
   echo "# Kodak, decoder $NAME against the full decoder on the same streams (qualities $QS)"
   .venv/bin/fxlic bdrate "$OUT/meanscale-full-$NAME-qualities.json" "$OUT/meanscale.$NAME.json"

@@ -1,5 +1,5 @@
-"""Copy an RD curve (CompressAI's JSON layout) keeping its first K points or the points of some qualities and/or
-under another name, or with one point replaced by a new measurement.
+"""Copy an RD curve (CompressAI's JSON layout) keeping its first K points and/or under another name, or with
+one point replaced by a new measurement.
 
 A release's measurement compares its ladder with the previous one over the rate points they share (q0–q8,
 the first five of a six-point ladder) and under names that say which ladder is which:
@@ -62,32 +62,12 @@ def replace_point(curve: dict, index: int, point: dict) -> dict:
     return out
 
 
-def select_qualities(curve: dict, qualities: list[int]) -> dict:
-    """The curve with only the points of ``qualities`` (``meta.qualities``), in the file's order: a ladder cut to
-    the rate points another curve has (a lite decoder's qualities, say)."""
-    have = curve.get("meta", {}).get("qualities")
-    if have is None:
-        raise ValueError("--qualities: the curve records no meta.qualities")
-    missing = sorted(set(qualities) - set(have))
-    if missing:
-        raise ValueError(f"--qualities: the curve has no points at qualities {missing} (it has {have})")
-    keep = [i for i, q in enumerate(have) if q in qualities]
-    points = len(have)
-    out = dict(curve)
-    for section in ("results", "meta"):
-        if section in curve:
-            out[section] = {key: ([values[i] for i in keep] if isinstance(values, list) and len(values) == points
-                                  else values) for key, values in curve[section].items()}
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", type=Path)
     p.add_argument("target", type=Path)
     p.add_argument("--first", type=int, help="keep the first K points (in the file's order, lowest rate first)")
     p.add_argument("--name", help="the curve's new name (legend and BD-rate tables)")
-    p.add_argument("--qualities", help="keep only these qualities' points (comma-separated; meta.qualities)")
     p.add_argument("--replace-point", nargs=2, metavar=("K", "CURVE"),
                    help="replace point K (0-based, file order) by the only point of CURVE (applied first)")
     args = p.parse_args(argv)
@@ -95,8 +75,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.replace_point:
         index, path = args.replace_point
         curve = replace_point(curve, int(index), json.loads(Path(path).read_text()))
-    if args.qualities:
-        curve = select_qualities(curve, [int(q) for q in args.qualities.split(",")])
     curve = subset(curve, args.first, args.name)
     args.target.write_text(json.dumps(curve, indent=2) + "\n")
     return 0
