@@ -16,7 +16,7 @@ from .conv import (
     requantize_accumulator,
 )
 from .eltwise import add_int, concat_int
-from .fixpos import adjust_conv_fix_positions, shift_bias_min, shifts_in_dpu_range
+from .fixpos import adjust_conv_fix_positions, encodable_on_dpuczdx8g, shift_bias_min, shifts_in_dpu_range
 from .layer import QuantConv
 from .quant import dequantize, fix_pos_from_max_abs, quantize_activation, quantize_param, requantize
 from .rounding import round_half_away, round_half_up, saturate, shift_round_half_up
@@ -37,6 +37,7 @@ __all__ = [
     "conv_transpose2d_acc",
     "conv_transpose2d_output_size",
     "dequantize",
+    "encodable_on_dpuczdx8g",
     "fix_pos_from_max_abs",
     "quantize_activation",
     "quantize_param",

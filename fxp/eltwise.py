@@ -28,15 +28,18 @@ def add_int(
     fix_out: int,
     assumptions: DpuAssumptions = DEFAULT,
 ) -> np.ndarray:
-    """DPU element-wise add of two int8 tensors (FXP-E1).
+    """DPU element-wise add of two int8 tensors (FXP-E1, FXP-A-ADD).
 
-    ``eltwise_add="exact"`` (default): with m = max(f_a, f_b),
-        out = sat(R((a * 2^(m - f_a) + b * 2^(m - f_b)) / 2^(m - f_out)))
-    i.e. both inputs brought to the finer position by exact left shifts, summed, requantized with
-    R (round half up) and saturated. Equals the quantizer's fake-quant and VART's CPU eltwise-fix.
-    ``eltwise_add="floor_read_2bit"`` (FXP-A-ADD): with m = min(f_a, f_b),
+    ``eltwise_add="floor_read_2bit"`` (default, FXP-A-ADD): with m = min(f_a, f_b),
         out = sat(R((floor(a * 2^(2 - f_a + m)) + floor(b * 2^(2 - f_b + m))) / 2^(m + 2 - f_out)))
-    (the VART DPU simulator's Elew: inputs aligned to the coarser position keeping 2 fraction bits).
+    the DPUCZDX8G ELEW instruction (ELEWINIT shift_read = f - m, ELEW shift_write = f_out - m) as the
+    VART DPU simulator executes it: inputs aligned to the coarser position keeping 2 fraction bits, then
+    one R (round half up) and saturation. Issue 33 ran it on 4000 random adds: 0 mismatches.
+    ``eltwise_add="exact"`` (FXP-E1): with m = max(f_a, f_b),
+        out = sat(R((a * 2^(m - f_a) + b * 2^(m - f_b)) / 2^(m - f_out)))
+    i.e. both inputs brought to the finer position by exact left shifts, summed, requantized with R and
+    saturated: the quantizer's fake-quant and VART's CPU eltwise-fix; use it for adds run on the CPU
+    (``EXACT_ADD``). The two modes agree whenever |f_a - f_b| <= 2 or f_out <= min(f_a, f_b) + 1.
 
     Args:
         a, b: integer arrays of the same shape (int8 tensors).

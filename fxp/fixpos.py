@@ -27,14 +27,38 @@ __all__ = [
     "SHIFT_CUT_MIN",
     "SHIFT_CUT_MAX",
     "SHIFT_BIAS_MAX",
+    "DPUCZDX8G_SHIFT_BIAS_MIN",
+    "DPUCZDX8G_SHIFT_BIAS_MAX",
+    "DPUCZDX8G_SHIFT_CUT_MAX",
     "shift_bias_min",
     "shifts_in_dpu_range",
+    "encodable_on_dpuczdx8g",
     "adjust_conv_fix_positions",
 ]
 
 SHIFT_CUT_MIN = 0
 SHIFT_CUT_MAX = 16
 SHIFT_BIAS_MAX = 16
+
+
+# FXP-P5: what the DPUCZDX8G (dpuv2) CONVINIT instruction can hold. Its shift_cut and shift_bias fields are
+# 6-bit unsigned; the DPU instruction simulator of VART computes 2·acc + b·2^field and divides by
+# 2^(shift_cut + 1), so the bias field holds shift_bias + 1, and it rejects bias fields above 20 (issue 33,
+# tools/dpu_oracle; docs/fixed-point.md §7 and §11).
+DPUCZDX8G_SHIFT_BIAS_MIN = -1
+DPUCZDX8G_SHIFT_BIAS_MAX = 19
+DPUCZDX8G_SHIFT_CUT_MAX = 63
+
+
+def encodable_on_dpuczdx8g(shift_cut: int, shift_bias: int) -> bool:
+    """True when a DPUCZDX8G CONVINIT can hold the shifts: shift_cut in [0, 63], shift_bias in [-1, 19] (FXP-P5).
+
+    This is the instruction encoding, independent of FXP-P1 (the quantizer's range): a layer needs both.
+    shift_bias <= -2, which FXP-P1 allows down to shift_cut - 16, has no encoding; how the (closed)
+    compiler realizes such a layer is not public (FXP-A-NSB).
+    """
+    sc, sb = int(shift_cut), int(shift_bias)
+    return 0 <= sc <= DPUCZDX8G_SHIFT_CUT_MAX and DPUCZDX8G_SHIFT_BIAS_MIN <= sb <= DPUCZDX8G_SHIFT_BIAS_MAX
 
 
 def shift_bias_min(shift_cut: int) -> int:

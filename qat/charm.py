@@ -20,8 +20,8 @@ Changes for the DPU (docs/charm.md):
   output fix position 8: its range is exactly [−128/256, 127/256] (FXP-C saturation, pinned), so the
   bounded activation costs no op at all; in float training it is the clamp to the same interval;
 * ỹ = ŷ + r runs on the CPU (the entropy decoder's slice loop is there anyway) with the exact add FXP-E1,
-  to one int8 tensor at a calibrated fix position f_ỹ (the DPU's eltwise add is the open point
-  FXP-A-ADD); g_s takes ỹ at f_ỹ;
+  to one int8 tensor at a calibrated fix position f_ỹ (the DPU's eltwise add, FXP-E3, would drop bits of
+  r); g_s takes ỹ at f_ỹ;
 * σ is clamped to [SCALE_MIN, SCALE_MAX] as in the mean-scale model, and every slice's log2 σ head has its
   own fix position, so the integer model holds one scale look-up table per slice.
 """

@@ -72,7 +72,7 @@ PLACEMENT: dict[str, tuple[str, str]] = {
     "conv_transpose2d_output_padding": ("cpu", "output_padding != 0 is rejected by the DPU op filter "
                                                "(dpu-arithmetic.md)"),
     "linear": ("dpu", "fully connected = 1x1 conv over tokens (PG338: fully connected layer)"),
-    "add": ("dpu", "element-wise sum (PG338; FXP-E1)"),
+    "add": ("dpu", "element-wise sum (PG338; FXP-E3)"),
     "mul": ("dpu", "element-wise multiply (PG338)"),
     "gdn": ("cpu", "GDN/IGDN: sqrt and division (dpu-arithmetic.md)"),
     "gelu": ("cpu", "GELU: erf/tanh, not a DPUCZDX8G activation (PG338 lists ReLU, ReLU6, LeakyReLU)"),
@@ -89,7 +89,7 @@ PLACEMENT: dict[str, tuple[str, str]] = {
     "pixel_shuffle": ("cpu", "depth-to-space = reshape + permute (dpu-arithmetic.md: permute)"),
     "entropy_decode": ("cpu", "rANS decoding with integer tables (entropy/, docs/entropy.md)"),
     "entropy_encode": ("cpu", "rANS encoding with integer tables (entropy/)"),
-    "lrp_add": ("cpu", "ỹ = ŷ + r: the exact add FXP-E1 on the CPU (DPU add is the open point FXP-A-ADD)"),
+    "lrp_add": ("cpu", "ỹ = ŷ + r: the exact add FXP-E1 on the CPU (the DPU add, FXP-E3, would drop bits of r)"),
 }
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from fxlic.entropy.conditional import table_indexes
+from fxlic.fxp.assumptions import EXACT_ADD
 from fxlic.fxp.eltwise import add_int, concat_int
 from fxlic.fxp.layer import QuantConv
 from fxlic.fxp.quant import requantize
@@ -145,8 +146,9 @@ class IntegerCharm(IntegerHyperprior):
                           trace, self.impl)
 
     def synthesis_input(self, y_hat_slices: list[np.ndarray], residuals: list[np.ndarray]) -> np.ndarray:
-        """ỹ = concat_i(ŷ_i + r_i): FXP-E1 (exact) of ŷ (fix 0) and r (fix 8) into int8 at f_ỹ."""
-        return np.concatenate([add_int(y, LATENT_FIX, r, LRP_FIX, self.fix_y_tilde)
+        """ỹ = concat_i(ŷ_i + r_i): FXP-E1 (exact) of ŷ (fix 0) and r (fix 8) into int8 at f_ỹ. The add runs
+        on the CPU (CH-8), so it asks for the exact add, not the DPU ELEW's default (FXP-A-ADD)."""
+        return np.concatenate([add_int(y, LATENT_FIX, r, LRP_FIX, self.fix_y_tilde, EXACT_ADD)
                                for y, r in zip(y_hat_slices, residuals, strict=True)])
 
     def slice_bounds(self, index: int) -> slice:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fxlic.fxp import adjust_conv_fix_positions, shift_bias_min, shifts_in_dpu_range
+from fxlic.fxp import adjust_conv_fix_positions, encodable_on_dpuczdx8g, shift_bias_min, shifts_in_dpu_range
 
 SETTINGS = settings(max_examples=200, deadline=None)
 pos = st.integers(-8, 24)
@@ -88,3 +88,14 @@ def test_weight_move_can_break_shift_cut():
     assert adjust_conv_fix_positions(fi, fw, fb, fo, strict=False) == (-2, -10, 12)
     with pytest.raises(ValueError):
         adjust_conv_fix_positions(fi, fw, fb, fo)
+
+
+def test_dpuczdx8g_encoding():
+    """FXP-P5: the DPUCZDX8G CONVINIT holds shift_cut in [0, 63] and shift_bias + 1 in [0, 20] (6-bit unsigned
+    fields; the VART simulator rejects bias fields above 20): shift_bias -2 .. -16, legal for FXP-P1, is not."""
+    assert encodable_on_dpuczdx8g(0, -1) and encodable_on_dpuczdx8g(16, 16) and encodable_on_dpuczdx8g(63, 19)
+    assert not encodable_on_dpuczdx8g(0, -2) and not encodable_on_dpuczdx8g(4, -12)
+    assert not encodable_on_dpuczdx8g(-1, 0) and not encodable_on_dpuczdx8g(64, 0)
+    assert not encodable_on_dpuczdx8g(8, 20)
+    assert shifts_in_dpu_range(4, -12) and not encodable_on_dpuczdx8g(4, -12)
+

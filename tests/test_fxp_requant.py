@@ -165,7 +165,7 @@ def test_accumulator_width_check():
 
 def test_assumptions_validation_and_default():
     """FXP-A-*: unknown switch values are refused; DEFAULT is the documented default; it is frozen."""
-    assert DEFAULT == DpuAssumptions("single", "scale_accumulator", None, "exact")
+    assert DEFAULT == DpuAssumptions("single", "scale_accumulator", None, "floor_read_2bit")
     with pytest.raises(ValueError):
         DpuAssumptions(leaky_relu_rounding="triple")
     with pytest.raises(ValueError):
