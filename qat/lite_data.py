@@ -47,9 +47,11 @@ def cache_pairs(model_file: Path, data: Path, out: Path, threads: int | None = N
             pixels = np.asarray(im.convert("RGB"), dtype=np.uint8)
         y_hat = codec.encode(pixels).y_hat
         teacher = output_to_pixels(codec.net.synthesis(y_hat))  # the whole padded image, as g_s computes it
-        np.savez(target.with_suffix(".tmp.npz"), y_hat=y_hat, image=pad_image(pixels), teacher=teacher,
-                 height=pixels.shape[0], width=pixels.shape[1])
-        target.with_suffix(".tmp.npz").replace(target)
+        partial = target.with_name(target.name + ".partial")  # not *.npz: never read while it is written
+        with partial.open("wb") as handle:
+            np.savez(handle, y_hat=y_hat, image=pad_image(pixels), teacher=teacher, height=pixels.shape[0],
+                     width=pixels.shape[1])
+        partial.replace(target)
     return written
 
 
@@ -57,7 +59,7 @@ def load_pairs(folder: Path) -> list[dict]:
     """The cached pairs of a folder, in name order: ``y_hat``, ``image``, ``teacher`` and the photo's latent
     height and width (``latent_h``, ``latent_w``: whole latents inside the photo, not its padding)."""
     pairs = []
-    for path in sorted(Path(folder).glob("*.npz")):
+    for path in sorted(p for p in Path(folder).glob("*.npz") if not p.name.endswith(".tmp.npz")):
         with np.load(path) as f:
             pair = {k: f[k] for k in ("y_hat", "image", "teacher")}
             pair["height"], pair["width"] = int(f["height"]), int(f["width"])

@@ -34,7 +34,7 @@ step() {  # step NAME DIR COMMAND…: run once; DIR/.done marks it finished (an 
   "$@"
   touch "$dir/.done"
 }
-[ "$(ls "$CACHE"/*.npz 2>/dev/null | wc -l)" -ge 40 ] || $PY -m fxlic.qat.lite_data --quality "$Q" --out "$CACHE" --threads 2
+[ "$(ls "$CACHE"/[0-9]*[0-9].npz 2>/dev/null | wc -l)" -ge 40 ] || $PY -m fxlic.qat.lite_data --quality "$Q" --out "$CACHE" --threads 2
 # shellcheck disable=SC2086
 step float "$FLOAT" $PY -m fxlic.qat.lite --cache "$CACHE" --quality "$Q" --out "$FLOAT" --widths $WIDTHS \
   --minutes "$FLOAT_MIN" --lr "$LR" --warmup 200 --threads "$THREADS" --val-every 2000 ${INIT:+--init-from "$INIT"}
