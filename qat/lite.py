@@ -300,7 +300,9 @@ def train(args: argparse.Namespace) -> Path:
     sampler = LatentCropSampler(args.cache, args.crop, seed=args.seed, margin=args.margin)
     validation = load_pairs(args.cache)[:: args.val_every_nth]  # whole training photos (Kodak is never used)
     state = torch.load(ckpt_path, map_location="cpu", weights_only=False) if ckpt_path.exists() else None
-    widths = tuple(state["config"]["widths"]) if state else tuple(args.widths)
+    init = torch.load(args.init_from, map_location="cpu", weights_only=False) if args.init_from and not state else None
+    source = state or init  # a resumed run or a start from another lite checkpoint keeps that student's widths
+    widths = tuple(source["config"]["widths"]) if source else tuple(args.widths)
     student = LiteSynthesis(sampler.latent_channels, widths)
     adapters = nn.ModuleList([nn.Conv2d(w, t.conv.out_channels, 1) for w, t in zip(widths, teacher[:3], strict=True)])
     record: dict = {}
@@ -310,8 +312,7 @@ def train(args: argparse.Namespace) -> Path:
             adapters.load_state_dict(state["adapters"])
         record = state.get("record", {})
         print(f"resuming {ckpt_path} at step {state['step']} ({state.get('phase', 'float')})")
-    elif args.init_from:
-        init = torch.load(args.init_from, map_location="cpu", weights_only=False)
+    elif init is not None:
         student.load_state_dict(init["model"])
         record = {"init": f"from {args.init_from}", **init.get("record", {})}
         print(f"initialized from {args.init_from}")
@@ -370,6 +371,19 @@ def train(args: argparse.Namespace) -> Path:
                                     "phase": phase, "config": student.config_dict(), "elapsed_s": elapsed(),
                                     "record": record, "args": {k: str(v) for k, v in vars(args).items()}})
 
+    best_path = out / "best.pt"
+    best = torch.load(best_path, map_location="cpu", weights_only=False)["val_psnr"] if best_path.exists() else None
+
+    def keep_best(val: float) -> None:
+        """QAT: keep the student of the best validation so far (``best.pt``, what the recipe exports): its
+        validation swings by ±0.1 dB from one evaluation to the next as weights cross rounding thresholds."""
+        nonlocal best
+        if phase == "qat" and (best is None or val > best):
+            best = val
+            save_checkpoint(best_path, {"model": student.state_dict(), "config": student.config_dict(),
+                                        "step": step, "phase": phase, "val_psnr": val, "record": record,
+                                        "elapsed_s": elapsed()})
+
     deadline = start + args.minutes * 60 if args.minutes else math.inf
     loader = Prefetcher(lambda: sampler.batch(args.batch))
     running: dict[str, float] = {}
@@ -420,6 +434,7 @@ def train(args: argparse.Namespace) -> Path:
         val = None
         if step % args.val_every == 0:
             val = psnr_on(student, validation)["psnr"]
+            keep_best(val)
         if step % args.log_every == 0 or val is not None:
             log.writerow([step, phase, f"{lr:.3g}", f"{running['loss']:.6f}", f"{running['mse']:.7f}", f"{psnr:.3f}",
                           f"{running['distill_out']:.7f}", f"{running['distill_feat']:.5f}",
@@ -430,6 +445,7 @@ def train(args: argparse.Namespace) -> Path:
     bar.close()
     loader.close()
     final = psnr_on(student, validation)
+    keep_best(final["psnr"])
     log.writerow([step, phase, "", "", "", "", "", "", f"{final['psnr']:.3f}", f"{elapsed():.1f}"])
     log_file.close()
     checkpoint(final["psnr"])
@@ -495,7 +511,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-file", default=None, help="teacher model file instead of a shipped one")
     p.add_argument("--cache", type=Path, required=True, help="cached (ŷ, image) pairs (python -m fxlic.qat.lite_data)")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--widths", type=int, nargs=3, default=(48, 48, 48), metavar=("C1", "C2", "C3"))
+    p.add_argument("--widths", type=int, nargs=3, default=(48, 48, 48), metavar=("C1", "C2", "C3"),
+                   help="hidden widths of g_s (a resumed run, or one --init-from a lite checkpoint, keeps its own)")
     p.add_argument("--init", choices=INITS, default="prune-ls")
     p.add_argument("--init-from", type=Path, default=None, help="start from another lite checkpoint (same widths)")
     p.add_argument("--criterion", choices=CRITERIA, default="energy")

@@ -10,7 +10,8 @@
 #    e.g. the q4 student for another quality) or, without it, pruned from the teacher's g_s by channel energy
 #    and refitted by least squares. lr 1e-4 (÷10 for the last 20 %), 8 × 128² crops with one latent of context.
 # 3. QAT, QAT_MIN minutes: fix positions calibrated on 16 batches, then fake-quantized fine-tuning at QAT_LR.
-# 4. Export: models/decoders/meanscale-qQUALITY.NAME.npz (the decoder file names the model it decodes).
+# 4. Export of the QAT student with the best validation on training photos (RUNS/qQ-NAME-qat/best.pt):
+#    models/decoders/meanscale-qQUALITY.NAME.npz (the decoder file names the model it decodes).
 # Re-running skips finished steps (DIR/.done); an interrupted step resumes from its checkpoint for its minutes.
 #
 # Environment: RUNS [runs/lite], QAT_LR [2e-5], THREADS [1] (training), LR [1e-4].
@@ -40,4 +41,6 @@ step float "$FLOAT" $PY -m fxlic.qat.lite --cache "$CACHE" --quality "$Q" --out 
   --minutes "$FLOAT_MIN" --lr "$LR" --warmup 200 --threads "$THREADS" --val-every 2000 ${INIT:+--init-from "$INIT"}
 step qat "$QAT" $PY -m fxlic.qat.lite --cache "$CACHE" --quality "$Q" --out "$QAT" --init-from "$FLOAT/checkpoint.pt" \
   --phase qat --minutes "$QAT_MIN" --lr "$QAT_LR" --threads "$THREADS" --val-every 500
-$PY -m fxlic.qat.lite export "$QAT/checkpoint.pt" --quality "$Q" --name "$NAME" -o "$OUT"
+BEST=$QAT/best.pt  # the QAT student of the best validation on training photos (fxlic.qat.lite keep_best)
+[ -f "$BEST" ] || BEST=$QAT/checkpoint.pt
+$PY -m fxlic.qat.lite export "$BEST" --quality "$Q" --name "$NAME" -o "$OUT"

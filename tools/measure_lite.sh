@@ -32,9 +32,11 @@ mv "$OUT/meanscale.json" "$OUT/meanscale-full-$NAME-qualities.json"  # the full 
   echo "# against VTM"
   .venv/bin/fxlic bdrate "$A/vtm.json" "$OUT/meanscale-full-$NAME-qualities.json" "$OUT/meanscale.$NAME.json"
 } | tee "$OUT/bdrate-$NAME.txt"
-if [ -f "$RUNS/q4-$NAME-qat/checkpoint.pt" ]; then
+STUDENT=$RUNS/q4-$NAME-qat/best.pt  # the checkpoint tools/lite_recipe.sh exported
+[ -f "$STUDENT" ] || STUDENT=$RUNS/q4-$NAME-qat/checkpoint.pt
+if [ -f "$STUDENT" ]; then
   .venv/bin/fxlic verify-qat models/meanscale-q4.npz "$K" --decoder-file "models/decoders/meanscale-q4.$NAME.npz" \
-    --decoder-checkpoint "$RUNS/q4-$NAME-qat/checkpoint.pt" --json "$OUT/layer-equality-q4.$NAME.json" \
+    --decoder-checkpoint "$STUDENT" --json "$OUT/layer-equality-q4.$NAME.json" \
     | tail -n 1 | tee "$OUT/layer-equality-q4.$NAME.txt"
 fi
 .venv/bin/fxlic hw-report --model meanscale --decoder "$NAME" --json > "$OUT/hw-$NAME.json"
