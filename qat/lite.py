@@ -41,7 +41,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .layers import QConv
-from .lite_data import LatentCropSampler, load_pairs
+from .lite_data import LatentCropSampler, held_out, load_pairs
 from .models import LATENT_FIX, output_to_pixels, pixels_to_input, synthesis_transform
 from .train import FastPath, Prefetcher, learning_rate, save_checkpoint
 
@@ -253,20 +253,21 @@ VALIDATION_LATENTS = 32
 @torch.no_grad()
 def psnr_on(student: nn.Module, pairs: list[dict], margin: int = 2) -> dict[str, float]:
     """PSNR (dB, over all pixels) of the student's and the cached teacher's reconstructions of the central
-    512² pixels of whole training photos (``fxlic.qat.lite_data.load_pairs``), decoded from the photo's ŷ with
+    (up to) 512² pixels of whole photos (``fxlic.qat.lite_data.load_pairs``), decoded from the photo's ŷ with
     ``margin`` latents of context a side: what a whole-image decode gives there (g_s sees about one latent
     around each; the teacher's reconstruction was decoded from the whole ŷ)."""
     student.eval()
     err_s = err_t = count = 0.0
-    side = VALIDATION_LATENTS
-    for pair in pairs:
-        top = max((pair["latent_h"] - side) // 2, margin)
-        left = max((pair["latent_w"] - side) // 2, margin)
-        y_hat = pair["y_hat"][:, top - margin : top + side + margin, left - margin : left + side + margin]
+    for pair in pairs:  # a window of up to VALIDATION_LATENTS² latents, `margin` inside the photo's edges
+        side_h = min(VALIDATION_LATENTS, pair["latent_h"] - 2 * margin)
+        side_w = min(VALIDATION_LATENTS, pair["latent_w"] - 2 * margin)
+        top = (pair["latent_h"] - side_h) // 2
+        left = (pair["latent_w"] - side_w) // 2
+        y_hat = pair["y_hat"][:, top - margin : top + side_h + margin, left - margin : left + side_w + margin]
         x_hat = output_to_pixels(student(torch.from_numpy(y_hat).float()[None]).float())[0].round()
         cut = 16 * margin
-        x_hat = x_hat[:, cut : cut + 16 * side, cut : cut + 16 * side]
-        rows, cols = slice(16 * top, 16 * (top + side)), slice(16 * left, 16 * (left + side))
+        x_hat = x_hat[:, cut : cut + 16 * side_h, cut : cut + 16 * side_w]
+        rows, cols = slice(16 * top, 16 * (top + side_h)), slice(16 * left, 16 * (left + side_w))
         image = torch.from_numpy(pair["image"][rows, cols]).permute(2, 0, 1).float()
         teacher = torch.from_numpy(pair["teacher"][rows, cols]).permute(2, 0, 1).float()
         err_s += float(((x_hat - image) ** 2).sum())
@@ -285,6 +286,17 @@ def crop_margin(x: torch.Tensor, latents: torch.Tensor, margin: int) -> torch.Te
     return x[..., cut:-cut, cut:-cut]
 
 
+def validation_pairs(args: argparse.Namespace) -> list[dict]:
+    """What every choice is measured on (never Kodak). With ``--holdout-every K``: the held-out photos (never
+    trained on), as they are (no flips), from every ``--val-cache`` folder (default: the training caches).
+    Without: every ``--val-every-nth`` cached training photo (a fit, not a generalization, measure)."""
+    if args.holdout_every:
+        folders = args.val_cache or args.cache
+        return [pair for folder in folders for pair in
+                load_pairs(folder, lambda stem: held_out(stem, args.holdout_every) and "_" not in stem)]
+    return load_pairs(args.cache[0])[:: args.val_every_nth]
+
+
 # ---- training -------------------------------------------------------------------------------------------
 def train(args: argparse.Namespace) -> Path:
     """Train (or resume) a lite decoder: float, then ``--phase qat``. Checkpoints and ``log.csv`` in --out."""
@@ -297,8 +309,9 @@ def train(args: argparse.Namespace) -> Path:
     ckpt_path = out / "checkpoint.pt"
     teacher_file = load(args.model, args.quality, args.model_file)
     teacher = teacher_synthesis(teacher_file)
-    sampler = LatentCropSampler(args.cache, args.crop, seed=args.seed, margin=args.margin)
-    validation = load_pairs(args.cache)[:: args.val_every_nth]  # whole training photos (Kodak is never used)
+    sampler = LatentCropSampler(args.cache, args.crop, seed=args.seed, margin=args.margin,
+                                holdout_every=args.holdout_every)
+    validation = validation_pairs(args)
     state = torch.load(ckpt_path, map_location="cpu", weights_only=False) if ckpt_path.exists() else None
     init = torch.load(args.init_from, map_location="cpu", weights_only=False) if args.init_from and not state else None
     source = state or init  # a resumed run or a start from another lite checkpoint keeps that student's widths
@@ -317,7 +330,8 @@ def train(args: argparse.Namespace) -> Path:
         record = {"init": f"from {args.init_from}", **init.get("record", {})}
         print(f"initialized from {args.init_from}")
     else:
-        plain = LatentCropSampler(args.cache, args.crop, seed=args.seed + 1)  # no margin: the image is the target
+        plain = LatentCropSampler(args.cache, args.crop, seed=args.seed + 1,  # no margin: the image is the target
+                                  holdout_every=args.holdout_every)
         init_batches = [plain.batch(args.batch)[:2] for _ in range(args.init_batches)]
         if args.init != "scratch":
             residuals = prune_from_teacher(student, teacher, init_batches, args.criterion, args.init == "prune-ls")
@@ -509,7 +523,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="meanscale", help="teacher model (its streams are what the student decodes)")
     p.add_argument("--quality", type=int, default=4)
     p.add_argument("--model-file", default=None, help="teacher model file instead of a shipped one")
-    p.add_argument("--cache", type=Path, required=True, help="cached (ŷ, image) pairs (python -m fxlic.qat.lite_data)")
+    p.add_argument("--cache", type=Path, nargs="+", required=True,
+                   help="folders of cached (ŷ, image) pairs (python -m fxlic.qat.lite_data)")
+    p.add_argument("--holdout-every", type=int, default=0, metavar="K",
+                   help="hold every K-th photo (all its flips and scales) out of training and validate on it")
+    p.add_argument("--val-cache", type=Path, nargs="+", default=None,
+                   help="with --holdout-every: validate on the held-out photos of these folders (default: --cache)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--widths", type=int, nargs=3, default=(48, 48, 48), metavar=("C1", "C2", "C3"),
                    help="hidden widths of g_s (a resumed run, or one --init-from a lite checkpoint, keeps its own)")

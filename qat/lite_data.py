@@ -28,9 +28,16 @@ from .data import list_images
 LATENT_STRIDE = 16  # g_s upsamples ŷ by 2^4
 
 
-def cache_pairs(model_file: Path, data: Path, out: Path, threads: int | None = None) -> list[Path]:
-    """Encode every training photo with the int8 model (whole image, golden path) and cache ŷ, the padded
-    image and the teacher's reconstruction of the padded image. Existing cache files are kept."""
+FLIPS = {"": (False, False), "h": (True, False), "v": (False, True), "hv": (True, True)}
+"""Flipped copies of a photo (suffix → (left-right, up-down)). The ŷ of a flipped photo is not the flipped ŷ,
+so a flip is a new photo to encode, not an augmentation of cached latents."""
+
+
+def cache_pairs(model_file: Path, data: Path, out: Path, threads: int | None = None,
+                flips: tuple[str, ...] = ("",)) -> list[Path]:
+    """Encode every training photo (and its ``flips``) with the int8 model (whole image, golden path) and cache
+    ŷ, the padded image and the teacher's reconstruction of the padded image as ``<stem>[_<flip>].npz``.
+    Existing cache files are kept."""
     from fxlic.families import open_codec
     from fxlic.models import load
 
@@ -38,13 +45,16 @@ def cache_pairs(model_file: Path, data: Path, out: Path, threads: int | None = N
     codec = open_codec(model, workers=threads)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for path in tqdm(list_images(data), desc=f"ŷ of {model.name} q{model.quality}", unit="img"):
-        target = out / f"{path.stem}.npz"
+    jobs = [(path, flip) for path in list_images(data) for flip in flips]
+    for path, flip in tqdm(jobs, desc=f"ŷ of {model.name} q{model.quality}", unit="img"):
+        target = out / f"{path.stem}{'_' + flip if flip else ''}.npz"
         written.append(target)
         if target.exists():
             continue
         with Image.open(path) as im:
             pixels = np.asarray(im.convert("RGB"), dtype=np.uint8)
+        left_right, up_down = FLIPS[flip]
+        pixels = np.ascontiguousarray(pixels[::-1 if up_down else 1, ::-1 if left_right else 1])
         y_hat = codec.encode(pixels).y_hat
         teacher = output_to_pixels(codec.net.synthesis(y_hat))  # the whole padded image, as g_s computes it
         partial = target.with_name(target.name + ".partial")  # not *.npz: never read while it is written
@@ -55,11 +65,25 @@ def cache_pairs(model_file: Path, data: Path, out: Path, threads: int | None = N
     return written
 
 
-def load_pairs(folder: Path) -> list[dict]:
+def photo_index(stem: str) -> int:
+    """The photo number of a cache file's stem (``017``, ``017_hv`` → 17): flips of a photo share it."""
+    return int(stem.split("_")[0])
+
+
+def held_out(stem: str, every: int) -> bool:
+    """Whether a photo is held out of training for validation: every ``every``-th photo (its number ≡ 0 mod
+    ``every``), with all its flips and scales; 0: none."""
+    return every > 0 and photo_index(stem) % every == 0
+
+
+def load_pairs(folder: Path, keep=None) -> list[dict]:
     """The cached pairs of a folder, in name order: ``y_hat``, ``image``, ``teacher`` and the photo's latent
-    height and width (``latent_h``, ``latent_w``: whole latents inside the photo, not its padding)."""
+    height and width (``latent_h``, ``latent_w``: whole latents inside the photo, not its padding). ``keep``:
+    a predicate on the file's stem."""
     pairs = []
     for path in sorted(p for p in Path(folder).glob("*.npz") if not p.name.endswith(".tmp.npz")):
+        if keep is not None and not keep(path.stem):
+            continue
         with np.load(path) as f:
             pair = {k: f[k] for k in ("y_hat", "image", "teacher")}
             pair["height"], pair["width"] = int(f["height"]), int(f["width"])
@@ -71,6 +95,11 @@ def load_pairs(folder: Path) -> list[dict]:
     return pairs
 
 
+def load_training_pairs(folders: list[Path], holdout_every: int) -> list[dict]:
+    """The pairs of every folder, without the held-out photos."""
+    return [pair for folder in folders for pair in load_pairs(folder, lambda stem: not held_out(stem, holdout_every))]
+
+
 class LatentCropSampler:
     """Random aligned crops of cached (ŷ, image, teacher x̂) pairs; deterministic given the seed.
 
@@ -80,16 +109,22 @@ class LatentCropSampler:
     16·m pixels a side), so it does not spend its capacity on the zero padding at crop borders that a decode
     of a whole image never has. Crops (margin included) lie inside the photo, not its padding."""
 
-    def __init__(self, folder: Path, crop: int, seed: int = 0, margin: int = 0) -> None:
+    def __init__(self, folder: Path | list[Path], crop: int, seed: int = 0, margin: int = 0,
+                 holdout_every: int = 0) -> None:
         if crop % LATENT_STRIDE:
             raise ValueError(f"crop must be a multiple of {LATENT_STRIDE} pixels, got {crop}")
-        self.pairs = load_pairs(folder)
+        folders = folder if isinstance(folder, list) else [folder]
+        self.pairs = load_training_pairs([Path(f) for f in folders], holdout_every)
         self.latent_crop = crop // LATENT_STRIDE
         self.margin = margin
         for pair in self.pairs:
             if min(pair["latent_h"], pair["latent_w"]) < self.latent_crop + 2 * margin:
                 raise ValueError(f"{pair['name']}: smaller than the {crop}px crop and its margin")
         self.rng = np.random.default_rng(seed)
+        # crops are drawn per latent, not per photo: a photo at half resolution gives a quarter of the crops
+        area = np.array([max(p["latent_h"] - self.latent_crop - 2 * margin + 1, 1)
+                         * max(p["latent_w"] - self.latent_crop - 2 * margin + 1, 1) for p in self.pairs], float)
+        self.weights = area / area.sum()
 
     @property
     def latent_channels(self) -> int:
@@ -101,7 +136,7 @@ class LatentCropSampler:
         images = np.empty((batch_size, c * s, c * s, 3), dtype=np.uint8)
         teachers = np.empty_like(images)
         for b in range(batch_size):
-            pair = self.pairs[self.rng.integers(len(self.pairs))]
+            pair = self.pairs[self.rng.choice(len(self.pairs), p=self.weights)]
             top = int(self.rng.integers(pair["latent_h"] - c - 2 * m + 1))
             left = int(self.rng.integers(pair["latent_w"] - c - 2 * m + 1))
             latents[b] = pair["y_hat"][:, top : top + c + 2 * m, left : left + c + 2 * m]
@@ -130,13 +165,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=Path("../shared/data/train"))
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--flips", nargs="+", default=[""], choices=sorted(FLIPS), metavar="FLIP",
+                        help="also cache flipped photos: h (left-right), v (up-down), hv ('' = as is)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     from fxlic.models import resolve
 
     model_file = args.model_file or resolve(args.model, args.quality)
-    files = cache_pairs(model_file, args.data, args.out, args.threads)
+    files = cache_pairs(model_file, args.data, args.out, args.threads, tuple(args.flips))
     print(f"{len(files)} pairs in {args.out}")
     return 0
 
