@@ -8,7 +8,7 @@ GOLDEN_PATH = [
     "fxlic.golden.vectors", "fxlic.codec", "fxlic.imageio", "fxlic.cli", "fxlic.models", "fxlic.rd",
     "fxlic.entropy.conditional", "fxlic.golden.goldenset", "fxlic.golden.cli", "fxlic.board.session",
     "fxlic.board.cli", "fxlic.batch", "fxlic.errors", "fxlic.options", "fxlic.rd.evaluate", "fxlic.rd.cli",
-    "fxlic.reference.charm", "fxlic.charm_codec",
+    "fxlic.reference.charm", "fxlic.charm_codec", "fxlic.board.vitis",
 ]
 
 
