@@ -72,8 +72,9 @@ from .models import (
 )
 
 BIT_WIDTH = 8
-INT8_MIN, INT8_MAX = -128, 127
 CHECKPOINT_FORMAT = "fxlic-brevitas"
+MODEL_SOURCES = ("Brevitas checkpoint (fxlic brevitas from / save_brevitas_checkpoint); also an fxlic QAT checkpoint "
+                 "or model file")
 DEFAULT_CONFIG = ModelConfig(hyper_activation="relu", latent_rounding="accumulator")
 
 
@@ -777,21 +778,23 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="fxlic brevitas", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     c = sub.add_parser("check", help="list every reason a Brevitas checkpoint is not DPU-legal (exit 1 if any)")
-    c.add_argument("checkpoint")
+    c.add_argument("checkpoint", help=MODEL_SOURCES)
     c = sub.add_parser("import", help="Brevitas checkpoint -> fxlic model file (refused unless DPU-legal)")
-    c.add_argument("checkpoint")
+    c.add_argument("checkpoint", help=MODEL_SOURCES)
     c.add_argument("-o", "--out", required=True, help="model file to write (.npz)")
     c.add_argument("--name", help="model name (default: the origin's, else meanscale)")
     c.add_argument("--quality", type=int, help="quality index (default: the origin's, else 0)")
-    c.add_argument("--z-tables", choices=("auto", "stored", "bottleneck"), default="auto")
+    c.add_argument("--z-tables", choices=("auto", "stored", "bottleneck"), default="auto",
+                   help="ẑ tables: from the EntropyBottleneck, or those of the model file the Brevitas model was made "
+                        "from (auto: those while the prior is unchanged)")
     c.add_argument("--verify", nargs="+", metavar="IMAGE", help="then check layer equality on these images")
     c = sub.add_parser("from", help="fxlic QAT checkpoint (.pt) or model file (.npz) -> Brevitas checkpoint")
-    c.add_argument("source")
+    c.add_argument("source", help="fxlic QAT checkpoint (.pt) or model file (.npz)")
     c.add_argument("-o", "--out", required=True, help="Brevitas checkpoint to write (.pt)")
     c = sub.add_parser("verify", help="layer equality: Brevitas forward vs the integer reference of a model file")
-    c.add_argument("checkpoint")
-    c.add_argument("model_file")
-    c.add_argument("images", nargs="+")
+    c.add_argument("checkpoint", help=MODEL_SOURCES)
+    c.add_argument("model_file", help="the integer model file (.npz)")
+    c.add_argument("images", nargs="+", help="images or folders of PNGs")
     args = p.parse_args(argv)
     from fxlic.reference.modelfile import load_model_file
 
