@@ -33,6 +33,7 @@ Command line: ``fxlic brevitas`` (``python -m fxlic.qat.brevitas_dpu``); docs/br
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import sys
 import warnings
@@ -728,6 +729,7 @@ def verify_brevitas(model: BrevitasMeanScale, model_file: ModelFile, images: lis
     from .verify import compare_image
 
     codec = open_codec(model_file)
+    model = copy.deepcopy(model).double().eval()  # float64 (exact), without changing the caller's model
     stats: dict[str, dict[str, int]] = defaultdict(lambda: {"elements": 0, "mismatches": 0})
     for path in images:
         compare_image(model, codec, read_image(path), stats, Path(path).name, layer_codes=brevitas_layer_codes)
