@@ -4,6 +4,7 @@ refusal of every non-DPU-legal setting (naming the layer), and fxlic → Brevita
 from __future__ import annotations
 
 import copy
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,9 @@ import pytest
 pytest.importorskip("torch", reason="the Brevitas route is torch-side (the [qat] extra)")
 pytest.importorskip("brevitas", reason="Brevitas is the optional [brevitas] extra (in [dev])")
 
-import brevitas.nn as qnn  # noqa: E402
+with warnings.catch_warnings():  # Brevitas 0.13 scripts its ops with the deprecated torch.jit.script
+    warnings.simplefilter("ignore", FutureWarning)
+    import brevitas.nn as qnn
 import torch  # noqa: E402
 from brevitas.core.function_wrapper import DPURoundSte, RoundSte  # noqa: E402
 from brevitas.function.ops import dpu_round  # noqa: E402
