@@ -5,6 +5,8 @@
     fxlic board decode --xmodel M --stream FILE.fxl --out OUT.png [--simulate] [--golden DIR]
     fxlic board export-golden --golden DIR --out VITISDIR
     fxlic board partition [--model-file F] [--size HxW] [--json]
+    fxlic board vitis-script [--model-file F] [--golden DIR] -o vitis_quantize.py
+    fxlic board check-quant-info quant_info.json [--model-file F] [--node-map fxlic_nodes.json]
 
 With ``--simulate`` the DPU is the integer reference (``SimulatedDpuRunner``) and ``--xmodel`` may be a
 model file (``.npz``) or omitted (the model the golden set / stream names). Exit codes: 0 equal (or
@@ -380,6 +382,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "with --size, the number of windows")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_partition)
+
+    from .vitis import add_vitis_commands  # vitis-script, check-quant-info (docs/board.md §2.2)
+
+    add_vitis_commands(sub)
     return parser
 
 

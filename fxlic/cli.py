@@ -236,6 +236,7 @@ DELEGATED = {
     "train": ("fxlic.qat.train", "main", "train a float or QAT model (torch)"),
     "export": ("fxlic.qat.export", "main", "export a QAT checkpoint to an integer model file (torch)"),
     "verify-qat": ("fxlic.qat.verify", "main", "layer-by-layer equality: QAT checkpoint vs integer model (torch)"),
+    "brevitas": ("fxlic.qat.brevitas_dpu", "main", "Brevitas both ways: check, import, from, verify (torch, brevitas)"),
     "hw-report": ("fxlic.qat.hwreport", "main", "FPGA suitability report: MACs, DPU/CPU ops, round trips, fps (torch)"),
     "eval": ("fxlic.rd.evaluate", "eval_main", "rate-distortion of the integer codec from real bitstreams"),
     "bdrate": ("fxlic.rd.cli", "bdrate_main", "Bjøntegaard delta rate between RD curves (JSON)"),

@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -63,9 +64,11 @@ def compare(model: MeanScaleHyperprior, codec: Codec, images: list[Path]) -> dic
 
 
 def compare_image(model: MeanScaleHyperprior, codec: Codec, pixels: np.ndarray,
-                  stats: dict[str, dict[str, int]], label: str = "image") -> None:
-    """Add one image's per-layer element and mismatch counts to ``stats``."""
-    expected = qat_layer_codes(model, pixels)
+                  stats: dict[str, dict[str, int]], label: str = "image",
+                  layer_codes: Callable[..., dict[str, np.ndarray]] = qat_layer_codes) -> None:
+    """Add one image's per-layer element and mismatch counts to ``stats``. ``layer_codes(model, pixels)`` gives the
+    model's codes (default: the fxlic QAT model's; ``fxlic.qat.brevitas_dpu.brevitas_layer_codes`` for Brevitas)."""
+    expected = layer_codes(model, pixels)
     result = codec.encode(pixels, keep_trace=True)
     decoded_trace: dict[str, np.ndarray] = {}
     codec.decode(result.bitstream, trace=decoded_trace)

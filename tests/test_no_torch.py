@@ -1,4 +1,4 @@
-"""The golden path must run on the board's ARM CPU: no torch, no compressai (docs/architecture.md)."""
+"""The golden path must run on the board's ARM CPU: no torch, no compressai, no brevitas (docs/architecture.md)."""
 
 import subprocess
 import sys
@@ -8,7 +8,7 @@ GOLDEN_PATH = [
     "fxlic.golden.vectors", "fxlic.codec", "fxlic.imageio", "fxlic.cli", "fxlic.models", "fxlic.rd",
     "fxlic.entropy.conditional", "fxlic.golden.goldenset", "fxlic.golden.cli", "fxlic.board.session",
     "fxlic.board.cli", "fxlic.batch", "fxlic.errors", "fxlic.options", "fxlic.rd.evaluate", "fxlic.rd.cli",
-    "fxlic.reference.charm", "fxlic.charm_codec",
+    "fxlic.reference.charm", "fxlic.charm_codec", "fxlic.board.vitis",
 ]
 
 
@@ -16,7 +16,8 @@ def test_golden_path_imports_no_torch() -> None:
     code = (
         "import sys\n"
         + "".join(f"import {m}\n" for m in GOLDEN_PATH)
-        + "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'compressai', 'torchvision'))\n"
+        + "heavy = ('torch', 'compressai', 'torchvision', 'brevitas')\n"
+        + "bad = sorted(m for m in sys.modules if m.split('.')[0] in heavy)\n"
         + "print(','.join(bad))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -52,7 +52,7 @@ RULES = (
          ("numpy", "vart", "xir")),
     Unit("rd", "RD metrics, BD-rate, plots, eval", ("models", "fxlic"), ("numpy", "tqdm", "matplotlib")),
     Unit("qat", "torch only: training, QAT, export", ("fxp", "entropy", "reference", "models", "fxlic", "rd"),
-         ("numpy", "torch", "torchvision", "compressai", "matplotlib", "PIL", "tqdm", "tensorboard")),
+         ("numpy", "torch", "torchvision", "compressai", "matplotlib", "PIL", "tqdm", "tensorboard", "brevitas")),
     Unit("cli", "fxlic/cli.py: the command line", ("entropy", "reference", "models", "fxlic"), ("tqdm",)),
 )
 UNITS = {unit.name: unit for unit in RULES}
