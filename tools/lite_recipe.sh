@@ -5,25 +5,29 @@
 #   bash tools/lite_recipe.sh QUALITY NAME "C1 C2 C3" FLOAT_MIN QAT_MIN [INIT_FROM]
 #
 # 1. Cache (ŷ, photo, teacher's x̂) of the 40 training photos with the shipped q QUALITY model (golden path;
-#    RUNS/cache-qQ, about 3 minutes on 2 threads; kept).
-# 2. Float student, FLOAT_MIN minutes on one thread: from INIT_FROM (a lite checkpoint of the same widths,
-#    e.g. the q4 student for another quality) or, without it, pruned from the teacher's g_s by channel energy
-#    and refitted by least squares. lr 1e-4 (÷10 for the last 20 %), 8 × 128² crops with one latent of context.
+#    RUNS/cache-qQ, about 3 minutes on 2 threads; kept), and of the same photos at half resolution with their
+#    three flips (RUNS/cache-qQ-half, 160 pairs): the ŷ of a flipped or rescaled photo is a new photo's.
+#    Every fifth photo (all its flips and scales) is held out of training: the validation (docs/lite-decoders.md).
+# 2. Float student, FLOAT_MIN minutes on one thread: from INIT_FROM (a lite checkpoint of the same quality and
+#    widths, to go on training it) or, without it, pruned from the teacher's g_s by channel energy and refitted
+#    by least squares. lr 1e-4 (÷10 for the last 20 %), 8 × 128² crops with one latent of context, drawn per
+#    latent from both caches.
 # 3. QAT, QAT_MIN minutes: fix positions calibrated on 16 batches, then fake-quantized fine-tuning at QAT_LR.
 # 4. Export of the QAT student with the best validation on training photos (RUNS/qQ-NAME-qat/best.pt):
 #    models/decoders/meanscale-qQUALITY.NAME.npz (the decoder file names the model it decodes).
 # Re-running skips finished steps (DIR/.done); an interrupted step resumes from its checkpoint for its minutes.
 #
-# Environment: RUNS [runs/lite], QAT_LR [2e-5], THREADS [1] (training), LR [1e-4].
+# Environment: RUNS [runs/lite], QAT_LR [5e-5], THREADS [1] (training), LR [1e-4], FXLIC_DATA [../shared/data].
 set -euo pipefail
 cd "$(dirname "$0")/.."
 Q=$1 NAME=$2 WIDTHS=$3 FLOAT_MIN=$4 QAT_MIN=$5 INIT=${6:-}
 RUNS=${RUNS:-runs/lite}
-QAT_LR=${QAT_LR:-2e-5}
+QAT_LR=${QAT_LR:-5e-5}
 LR=${LR:-1e-4}
 THREADS=${THREADS:-1}
 PY=.venv/bin/python
 CACHE=$RUNS/cache-q$Q
+HALF=$RUNS/cache-q$Q-half
 FLOAT=$RUNS/q$Q-$NAME
 QAT=$RUNS/q$Q-$NAME-qat
 OUT=models/decoders/meanscale-q$Q.$NAME.npz
@@ -35,12 +39,16 @@ step() {  # step NAME DIR COMMAND…: run once; DIR/.done marks it finished (an 
   "$@"
   touch "$dir/.done"
 }
-[ "$(ls "$CACHE"/[0-9]*[0-9].npz 2>/dev/null | wc -l)" -ge 40 ] || $PY -m fxlic.qat.lite_data --quality "$Q" --out "$CACHE" --threads 2
+count() { find -L "$1" -name '*.npz' ! -name '*.tmp.npz' 2>/dev/null | wc -l; }
+[ "$(count "$CACHE")" -ge 40 ] || $PY -m fxlic.qat.lite_data --quality "$Q" --out "$CACHE" --threads 2
+[ "$(count "$HALF")" -ge 160 ] || $PY -m fxlic.qat.lite_data --quality "$Q" \
+  --data "${FXLIC_DATA:-../shared/data}/train-half" --flips "" h v hv --out "$HALF" --threads 2
+DATA=(--cache "$CACHE" "$HALF" --holdout-every 5 --quality "$Q" --threads "$THREADS")
 # shellcheck disable=SC2086
-step float "$FLOAT" $PY -m fxlic.qat.lite --cache "$CACHE" --quality "$Q" --out "$FLOAT" --widths $WIDTHS \
-  --minutes "$FLOAT_MIN" --lr "$LR" --warmup 200 --threads "$THREADS" --val-every 2000 ${INIT:+--init-from "$INIT"}
-step qat "$QAT" $PY -m fxlic.qat.lite --cache "$CACHE" --quality "$Q" --out "$QAT" --init-from "$FLOAT/checkpoint.pt" \
-  --phase qat --minutes "$QAT_MIN" --lr "$QAT_LR" --threads "$THREADS" --val-every 500
+step float "$FLOAT" $PY -m fxlic.qat.lite "${DATA[@]}" --out "$FLOAT" --widths $WIDTHS --minutes "$FLOAT_MIN" \
+  --lr "$LR" --warmup 200 --val-every 2000 ${INIT:+--init-from "$INIT"}
+step qat "$QAT" $PY -m fxlic.qat.lite "${DATA[@]}" --out "$QAT" --init-from "$FLOAT/checkpoint.pt" --phase qat \
+  --minutes "$QAT_MIN" --lr "$QAT_LR" --val-every 500
 BEST=$QAT/best.pt  # the QAT student of the best validation on training photos (fxlic.qat.lite keep_best)
 [ -f "$BEST" ] || BEST=$QAT/checkpoint.pt
 $PY -m fxlic.qat.lite export "$BEST" --quality "$Q" --name "$NAME" -o "$OUT"

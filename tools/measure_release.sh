@@ -17,6 +17,9 @@
 #   point Q in OUT_DIR's curves and per-image CSVs (tools/rd_curve.py --replace-point; every evaluation is
 #   deterministic, so the other points' committed figures stand); RUNS_DIR needs only meanscale-qQ-*.
 #   The learning curves are not redrawn (they plot RUNS_DIR, which then holds one point).
+#   INSTALLED_ONLY=1 re-measures only the installed int8 models, from real bitstreams, and redraws the tables
+#   and the plot with every other curve as committed: for a change of the streams alone (the container
+#   format), where models, float twins and PTQ are unchanged. RUNS_DIR is not read (pass any), SPEED_IMAGES 0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-runs}
@@ -59,7 +62,9 @@ fi
 lane() {  # CPU FUNCTION: run FUNCTION in a subshell pinned to CPU (its processes inherit the affinity)
   ( taskset -cp "$1" "$BASHPID" > /dev/null; "$2" )
 }
-if [ "$LANES" -ge 2 ]; then
+if [ -n "${INSTALLED_ONLY:-}" ]; then  # the installed models' streams only; every other curve stands
+  .venv/bin/fxlic eval --model meanscale --images "$K" --out "$OUT" --name fxlic-meanscale-int8 > "$OUT/eval-int8.log"
+elif [ "$LANES" -ge 2 ]; then
   echo "evaluating in two lanes: integer codec (logs $OUT/eval-int8*.log) beside the float twins ($OUT/eval-*float.log)"
   NUMBA_NUM_THREADS=1 lane 0 integer_evals &
   INTEGER=$!
@@ -127,7 +132,7 @@ fi
 .venv/bin/fxlic plot "$OUT/rd.png" "$OUT/meanscale.json" "$OUT/meanscale-float.json" \
   $(for a in vtm bpg_444_x265_ycbcr jpeg webp compressai-mbt2018-mean_mse_cpu compressai-bmshj2018-hyperprior_mse_cpu; do
     echo --anchors "$A/$a.json"; done)
-[ -n "${ONLY:-}" ] || $PY -m fxlic.qat.curves "$RUNS" -o "$OUT/../learning-curves.png"
+[ -n "${ONLY:-}${INSTALLED_ONLY:-}" ] || $PY -m fxlic.qat.curves "$RUNS" -o "$OUT/../learning-curves.png"
 if [ -e "$RUNS/meanscale-q4-qat/checkpoint.pt" ]; then  # (with ONLY=Q≠4 the committed q4 check stands)
   .venv/bin/fxlic verify-qat models/meanscale-q4.npz "$K" --checkpoint "$RUNS/meanscale-q4-qat/checkpoint.pt" \
     --json "$OUT/layer-equality-q4.json" | tee "$OUT/layer-equality-q4.txt"
