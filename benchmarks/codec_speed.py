@@ -85,7 +85,7 @@ def main() -> int:
         from compressai.zoo import mbt2018_mean
 
     torch.set_num_threads(args.threads)
-    source = Path(args.images)
+    source = Path(args.images).resolve()  # the CLI runs in a scratch folder: relative paths would break
     images = [source] if source.is_file() else sorted(source.glob("*.png"))[: args.limit]
     fxlic = args.fxlic.split() if args.fxlic else [sys.executable, "-m", "fxlic.cli"]
     taskset = ["taskset", "-c", ",".join(map(str, cpus))]
