@@ -19,7 +19,8 @@ from pathlib import Path
 
 import torch
 
-KEEP = ("config", "step", "lmbda", "phase", "sampler", "torch_rng", "elapsed_s", "args")
+KEEP = ("config", "step", "lmbda", "phase", "sampler", "torch_rng", "elapsed_s", "args",
+        "record", "val_psnr")  # record, val_psnr: lite decoder checkpoints (fxlic.qat.lite)
 
 
 def slim_checkpoint(src: str | Path, dst: str | Path, dtype: torch.dtype = torch.float16) -> dict:
