@@ -251,3 +251,30 @@ def test_eval_with_a_decoder_and_the_full_one_on_the_same_streams(sliced_file, t
     alone = tmp_path / "alone"
     assert cli_main(["eval", "--qualities", "4", "--images", *map(str, photos), "--out", str(alone)]) == 0
     assert json.loads((alone / "meanscale.json").read_text())["results"]["psnr-rgb"] == full["results"]["psnr-rgb"]
+
+
+def test_shipped_decoders_are_exports_of_their_committed_qat_checkpoints() -> None:
+    """Every shipped lite decoder file is what ``python -m fxlic.qat.lite export`` makes of the QAT checkpoint
+    committed beside it (models/float/lite/<model>-q<Q>.<decoder>-qat.pt, weights only): the same layers, fix
+    positions and integer arrays, so its layer equality (``fxlic verify-qat --decoder-checkpoint``) and any
+    further training start from the repository, not from a lost run folder."""
+    pytest.importorskip("torch")
+    pytest.importorskip("compressai")
+    from fxlic.qat.lite import export_decoder, load_student
+
+    shipped = models.shipped_decoders()
+    assert shipped, "no lite decoder ships"
+    root = Path(__file__).resolve().parents[1] / "models"  # the checkpoints are in the repository, not the package
+    for (model_name, quality), files in shipped.items():
+        parent = models.load(model_name, quality)
+        for name, path in files.items():
+            checkpoint = root / "float" / "lite" / f"{model_name}-q{quality}.{name}-qat.pt"
+            assert checkpoint.exists(), f"{path.name}: its QAT checkpoint {checkpoint} is not committed"
+            student, _ = load_student(checkpoint)
+            exported = export_decoder(student, parent, name)
+            committed = load_decoder_file(path)
+            assert exported.meta["layers"] == committed.meta["layers"], path.name
+            ours, theirs = exported.arrays(), committed.arrays()
+            assert sorted(ours) == sorted(theirs)
+            for key, array in ours.items():
+                assert np.array_equal(array, theirs[key]), f"{path.name}: {key}"
