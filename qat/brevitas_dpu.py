@@ -694,23 +694,13 @@ def load_brevitas_checkpoint(path: str | Path) -> tuple[BrevitasMeanScale, dict]
 def brevitas_layer_codes(model: BrevitasMeanScale, pixels: np.ndarray) -> dict[str, np.ndarray]:
     """int codes of every layer output (and ŷ, ẑ) of the Brevitas forward pass in float64, for one uint8 H×W×3
     image padded as the codec pads it: Brevitas's own quantizers, read back as round(v · 2^f_out)."""
-    from fxlic.codec import pad_image
+    from .verify import traced_forward
 
     model = model.double().eval()
     fixes = {name: layer_fixes(model, name)[3] for name, _ in model.named_layers()}
-    codes: dict[str, np.ndarray] = {}
-    handles = []
-    for name, layer in model.named_layers():
-        def hook(_module, _inputs, output, name=name):
-            codes[name] = torch.round(output[0].double() * 2.0 ** fixes[name]).long().numpy()
-        handles.append(layer.act.register_forward_hook(hook))
-    try:
-        padded = pad_image(pixels)
-        x = torch.from_numpy(padded.astype(np.float64)).permute(2, 0, 1)[None]
-        out = model((x - 128.0) / 2.0**INPUT_FIX, noisy_rate=False)
-    finally:
-        for handle in handles:
-            handle.remove()
+    taps = [(name, layer.act, lambda output, f=fixes[name]: torch.round(output[0].double() * 2.0 ** f).long().numpy())
+            for name, layer in model.named_layers()]
+    codes, out = traced_forward(model, pixels, taps)
     codes["y_hat"] = out["y_hat"][0].round().long().numpy()
     codes["z_hat"] = out["z_hat"][0].round().long().numpy()
     if model.config.latent_rounding == "accumulator":

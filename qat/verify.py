@@ -29,22 +29,31 @@ from .models import INPUT_FIX, MeanScaleHyperprior
 
 
 @torch.no_grad()
-def qat_layer_codes(model: MeanScaleHyperprior, pixels: np.ndarray) -> dict[str, np.ndarray]:
-    """int codes of every QAT layer output (and ŷ, ẑ) for one uint8 H×W×3 image (padded like the codec)."""
-    model = model.double().eval()
+def traced_forward(model: torch.nn.Module, pixels: np.ndarray,
+                   taps: list[tuple[str, torch.nn.Module, Callable[[torch.Tensor], np.ndarray]]]
+                   ) -> tuple[dict[str, np.ndarray], dict]:
+    """The model's forward pass in float64 on one uint8 H×W×3 image, padded and offset as the codec does
+    (q = (p − 128) / 2^INPUT_FIX), with ``codes[name] = to_codes(output)`` recorded for each tap
+    ``(name, module, to_codes)`` by a forward hook (removed afterwards). Returns (codes, the model's output)."""
     codes: dict[str, np.ndarray] = {}
-    handles = []
-    for name, layer in model.named_qconvs():
-        def hook(_module, _inputs, output, name=name, layer=layer):
-            codes[name] = quantize_activation_codes(output[0], layer.fix_out).numpy()
-        handles.append(layer.register_forward_hook(hook))
+    handles = [module.register_forward_hook(
+        lambda _module, _inputs, output, name=name, fn=fn: codes.__setitem__(name, fn(output)))
+        for name, module, fn in taps]
     try:
-        padded = pad_image(pixels)
-        x = torch.from_numpy(padded.astype(np.float64)).permute(2, 0, 1)[None]
+        x = torch.from_numpy(pad_image(pixels).astype(np.float64)).permute(2, 0, 1)[None]
         out = model((x - 128.0) / 2.0**INPUT_FIX, noisy_rate=False)
     finally:
         for handle in handles:
             handle.remove()
+    return codes, out
+
+
+def qat_layer_codes(model: MeanScaleHyperprior, pixels: np.ndarray) -> dict[str, np.ndarray]:
+    """int codes of every QAT layer output (and ŷ, ẑ) for one uint8 H×W×3 image (padded like the codec)."""
+    model = model.double().eval()
+    taps = [(name, layer, lambda output, layer=layer: quantize_activation_codes(output[0], layer.fix_out).numpy())
+            for name, layer in model.named_qconvs()]
+    codes, out = traced_forward(model, pixels, taps)
     # g_a's last conv runs inside encode_latents (with its ŷ twin, FXP-Q6), not through its hook
     last = model.g_a[-1]
     codes.setdefault(f"g_a.{len(model.g_a) - 1}", quantize_activation_codes(out["y"][0], last.fix_out).numpy())
