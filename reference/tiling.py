@@ -18,8 +18,9 @@ coordinates; a span may reach outside the tensor (the zero padding).
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
@@ -170,6 +171,22 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+@contextlib.contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """While tiles run on several threads, each GEMM on one BLAS thread (threadpoolctl, when installed).
+
+    Without it every tile thread's GEMM starts the BLAS's own threads as well: on two cores, two tile threads
+    ran four BLAS threads, whose spin-waiting cost 0.15 – 0.25 s of system CPU time per Kodak decode
+    (results/speed/README.md). Values do not depend on BLAS threads (FXP-A2: the float GEMM path is exact)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # optional: the plain behaviour, only slower on several cores
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
 def run_chain_tiled(layers: Sequence[QuantConv], source: WindowSource, input_shape: tuple[int, int, int],
                     tile: int, impl: str = "blas", workers: int | None = None,
                     out: np.ndarray | None = None,
@@ -196,7 +213,7 @@ def run_chain_tiled(layers: Sequence[QuantConv], source: WindowSource, input_sha
         for job in jobs:
             run(job)
     else:
-        with ThreadPoolExecutor(max_workers=n_workers) as pool:
+        with one_blas_thread(), ThreadPoolExecutor(max_workers=n_workers) as pool:
             for _ in pool.map(run, jobs):
                 pass
     return out

@@ -20,6 +20,7 @@ from fxlic.reference.tiling import (
     chain_output_shapes,
     chain_window,
     layer_input_span,
+    one_blas_thread,
     run_chain_tiled,
     tile_spans,
 )
@@ -125,6 +126,17 @@ def test_random_chain_tiled_equals_whole(chain, seed) -> None:
     for impl in ("reference", "blas"):
         tiled = run_chain_tiled(layers, array_source(x), x.shape, tile, impl=impl, workers=2)
         np.testing.assert_array_equal(tiled, whole)
+
+
+def test_tile_threads_run_their_gemms_on_one_blas_thread_and_restore_it() -> None:
+    """Tile threads and BLAS threads do not multiply (one_blas_thread); the BLAS's own setting comes back."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    before = [pool["num_threads"] for pool in threadpoolctl.threadpool_info() if pool["user_api"] == "blas"]
+    with one_blas_thread():
+        inside = [pool["num_threads"] for pool in threadpoolctl.threadpool_info() if pool["user_api"] == "blas"]
+    after = [pool["num_threads"] for pool in threadpoolctl.threadpool_info() if pool["user_api"] == "blas"]
+    assert inside == [1] * len(before)
+    assert after == before
 
 
 def test_window_outside_the_tensor_is_zero() -> None:

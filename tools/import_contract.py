@@ -43,7 +43,7 @@ class Unit:
 RULES = (
     Unit("fxp", "DPU fixed-point arithmetic", (), ("numpy", "numba")),
     Unit("entropy", "CDF tables, conditional entropy model, rANS, bitstream container", ("fxp",), ("numpy", "numba")),
-    Unit("reference", "integer models, model-file format", ("fxp", "entropy"), ("numpy",)),
+    Unit("reference", "integer models, model-file format", ("fxp", "entropy"), ("numpy", "threadpoolctl")),
     Unit("models", "shipped model files, models.load", ("reference",), ()),
     Unit("fxlic", "codec pipeline: codec, imageio, batch, errors, options", ("entropy", "reference", "models"),
          ("numpy", "PIL", "tqdm")),
