@@ -128,5 +128,14 @@ class QuantConv:
 
     def __call__(self, x: np.ndarray, impl: str = "blas", assumptions: DpuAssumptions = DEFAULT) -> np.ndarray:
         """Run the layer: int8 [C, H, W] at ``fix_in`` -> int8 [O, H', W'] at ``fix_out``."""
-        acc = self.accumulate(x, impl)
-        return requantize_accumulator(acc, self.bias, self.shift_bias, self.shift_cut, self.activation, assumptions)
+        self._check_input(x)
+        if impl not in IMPLS:
+            raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+
+        def requantize(acc: np.ndarray) -> np.ndarray:
+            return requantize_accumulator(acc, self.bias, self.shift_bias, self.shift_cut, self.activation,
+                                          assumptions)
+
+        # the requantizer is elementwise: the BLAS path applies it block by block (fxp/conv.py, "epilogue")
+        fn = conv_transpose2d_acc if self.transposed else conv2d_acc
+        return fn(x, self.weight, self.stride, self.padding, impl=impl, epilogue=requantize)

@@ -8,6 +8,8 @@ import zlib
 
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from fxlic.fxp import DpuAssumptions, QuantConv, dequantize
 
@@ -111,3 +113,27 @@ def test_fxp_imports_neither_torch_nor_numba():
     code = "import sys, fxlic.fxp; print('torch' in sys.modules, 'numba' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(transposed=st.booleans(), k=st.integers(1, 5), s=st.integers(1, 3), p=st.integers(0, 2),
+       act=st.sampled_from(["none", "relu", "leaky_relu"]), block_bytes=st.sampled_from([1, 64, 4 * 2**20]),
+       seed=st.integers(0, 2**31 - 1))
+def test_requantizer_fused_into_gemm_blocks_equals_the_reference(transposed, k, s, p, act, block_bytes, seed):
+    """fxp/conv.py "epilogue": the BLAS path requantizes each GEMM block as it is produced (blocks of one row up
+    to whole phases, kernels smaller than the stride, whose phases without taps requantize an accumulator of 0);
+    the layer's output equals the plain NumPy reference's requantize(accumulate(x)) bit for bit."""
+    from fxlic.fxp import conv
+
+    assume(p < k)
+    rng = np.random.default_rng(seed)
+    layer = make_layer(rng, transposed, 5, 4, k, s, p, act)
+    x = rng.integers(-128, 128, (5, 7, 6)).astype(np.int8)
+    want = layer(x, impl="reference")
+    saved = conv._FUSED_BLOCK_BYTES
+    conv._FUSED_BLOCK_BYTES = block_bytes
+    try:
+        got = layer(x, impl="blas")
+    finally:
+        conv._FUSED_BLOCK_BYTES = saved
+    assert got.dtype == np.int8 and np.array_equal(got, want)
