@@ -27,6 +27,7 @@ import os
 import sys
 import threading
 import weakref
+from bisect import bisect_right
 from types import ModuleType
 
 import numpy as np
@@ -342,49 +343,48 @@ def decode_symbols(data: bytes, table_index: np.ndarray, tables: TableSet, impl:
 
 
 def _decode_reference(data: bytes, table_index: list[int], tables: TableSet) -> tuple[list[int], int, int, int]:
-    """ENT-5 ... ENT-8 and ENT-E3 with Python ints; returns (values, status, symbol index, byte pos)."""
+    """ENT-5 ... ENT-8 and ENT-E3 with Python ints; returns (values, status, symbol index, byte pos).
+
+    The plain coder of small images (``fxlic.codec``: the first 2^18 symbols of a process), so its loop is kept
+    tight: ENT-6's search is a binary search of the row (``bisect``; the spec fixes only its result) and ENT-7's
+    renormalization is written inline."""
     cdf = tables.cdf.tolist()
     nsym = tables.num_symbols.tolist()
     off = tables.offset.tolist()
     m = len(data)
     out: list[int] = []
+    append = out.append
     x = int.from_bytes(data[:4], "little")  # ENT-5
     pos = 4
     if not RANS_L <= x < STATE_END:
         return out, _st.ERR_INITIAL_STATE, 0, pos
-
-    def advance(x: int, c: int, f: int, pos: int) -> tuple[int, int, bool]:
-        # ENT-6 step for a symbol (c, f) whose slot is x & 0xFFFF, then ENT-7 renormalization.
-        x = f * (x >> PRECISION) + (x & _PREC_MASK) - c
-        while x < RANS_L:
+    for i, t in enumerate(table_index):
+        row = cdf[t]
+        # ENT-6: the unique s with cdf[s] <= slot < cdf[s+1] (cdf[0] = 0 <= slot: bisect_right finds s + 1)
+        slot = x & _PREC_MASK
+        s = bisect_right(row, slot) - 1
+        c = row[s]
+        x = (row[s + 1] - c) * (x >> PRECISION) + slot - c
+        while x < RANS_L:  # ENT-7
             if pos >= m:
-                return x, pos, False
+                return out, _st.ERR_TRUNCATED, i, pos
             x = (x << IO_BITS) | data[pos]
             pos += 1
-        return x, pos, True
-
-    for i, t in enumerate(table_index):
-        row, n_t = cdf[t], nsym[t]
-        # ENT-6: linear search for the unique s with cdf[s] <= slot < cdf[s+1].
-        slot = x & _PREC_MASK
-        s = 0
-        while row[s + 1] <= slot:
-            s += 1
-        x, pos, ok = advance(x, row[s], row[s + 1] - row[s], pos)
-        if not ok:
-            return out, _st.ERR_TRUNCATED, i, pos
-        if s < n_t - 1:
-            out.append(off[t] + s)
+        if s < nsym[t] - 1:
+            append(off[t] + s)
             continue
         # ENT-E3: ESC -> one 16-bit word, coded with frequency 1 and start = the word itself.
         raw = x & _PREC_MASK
-        x, pos, ok = advance(x, raw, 1, pos)
-        if not ok:
-            return out, _st.ERR_TRUNCATED, i, pos
+        x = (x >> PRECISION) + (x & _PREC_MASK) - raw  # ENT-6 with f = 1, c = raw
+        while x < RANS_L:  # ENT-7
+            if pos >= m:
+                return out, _st.ERR_TRUNCATED, i, pos
+            x = (x << IO_BITS) | data[pos]
+            pos += 1
         v = raw - 0x10000 if raw >= 0x8000 else raw
-        if 0 <= v - off[t] < n_t - 1:
+        if 0 <= v - off[t] < nsym[t] - 1:
             return out, _st.ERR_BAD_ESCAPE, i, pos
-        out.append(v)
+        append(v)
     if x != RANS_L:  # ENT-8
         return out, _st.ERR_FINAL_STATE, len(table_index), pos
     if pos != m:
