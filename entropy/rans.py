@@ -348,9 +348,10 @@ def _decode_reference(data: bytes, table_index: list[int], tables: TableSet) -> 
     The plain coder of small images (``fxlic.codec``: the first 2^18 symbols of a process), so its loop is kept
     tight: ENT-6's search is a binary search of the row (``bisect``; the spec fixes only its result) and ENT-7's
     renormalization is written inline."""
-    cdf = tables.cdf.tolist()
     nsym = tables.num_symbols.tolist()
     off = tables.offset.tolist()
+    # per table: its CDF row (cut after the ESC symbol's end), the ESC symbol's index and the value offset
+    params = [(row[: n + 1], n - 1, o) for row, n, o in zip(tables.cdf.tolist(), nsym, off)]
     m = len(data)
     out: list[int] = []
     append = out.append
@@ -359,7 +360,7 @@ def _decode_reference(data: bytes, table_index: list[int], tables: TableSet) -> 
     if not RANS_L <= x < STATE_END:
         return out, _st.ERR_INITIAL_STATE, 0, pos
     for i, t in enumerate(table_index):
-        row = cdf[t]
+        row, esc, base = params[t]
         # ENT-6: the unique s with cdf[s] <= slot < cdf[s+1] (cdf[0] = 0 <= slot: bisect_right finds s + 1)
         slot = x & _PREC_MASK
         s = bisect_right(row, slot) - 1
@@ -370,8 +371,8 @@ def _decode_reference(data: bytes, table_index: list[int], tables: TableSet) -> 
                 return out, _st.ERR_TRUNCATED, i, pos
             x = (x << IO_BITS) | data[pos]
             pos += 1
-        if s < nsym[t] - 1:
-            append(off[t] + s)
+        if s < esc:
+            append(base + s)
             continue
         # ENT-E3: ESC -> one 16-bit word, coded with frequency 1 and start = the word itself.
         raw = x & _PREC_MASK
