@@ -269,16 +269,28 @@ def _encode_reference(values: list[int], table_index: list[int], tables: TableSe
             x >>= IO_BITS
         return ((x // f) << PRECISION) + (x % f) + c
 
+    # per table: its CDF row, the ESC symbol's index and the value offset (the loop below is the plain coder of
+    # small images, so it is kept tight: put() is written inline for direct symbols)
+    params = [(row, n - 1, o) for row, n, o in zip(cdf, nsym, off)]
+    x_max_per_f = (RANS_L >> PRECISION) << IO_BITS
+    append = out.append
     x = RANS_L  # ENT-2
     for i in range(len(values) - 1, -1, -1):
-        t, v = table_index[i], values[i]
-        n_t = nsym[t]
-        k = v - off[t]
-        if 0 <= k < n_t - 1:
-            x = put(x, cdf[t][k], cdf[t][k + 1] - cdf[t][k])
+        row, esc, base = params[table_index[i]]
+        v = values[i]
+        k = v - base
+        if 0 <= k < esc:
+            c = row[k]
+            f = row[k + 1] - c
+            x_max = x_max_per_f * f  # ENT-3, as in put()
+            while x >= x_max:
+                append(x & _IO_MASK)
+                x >>= IO_BITS
+            q, r = divmod(x, f)
+            x = (q << PRECISION) + r + c
         else:  # ENT-E2: escape word first (decoded second), then ESC
             x = put(x, v & _PREC_MASK, 1)
-            x = put(x, cdf[t][n_t - 1], PROB_TOTAL - cdf[t][n_t - 1])
+            x = put(x, row[esc], PROB_TOTAL - row[esc])
     out += x.to_bytes(4, "little")[::-1]  # ENT-4: reversed below, so the state leads, little-endian
     out.reverse()
     return bytes(out)
