@@ -246,7 +246,7 @@ DELEGATED = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fxlic", description="Fixed-point bit-exact learned image codec.")
-    parser.add_argument("--version", action="version", version=f"fxlic {_version()}")
+    parser.add_argument("--version", action=_VersionAction, nargs=0, help="show the version and exit")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("encode", help="image(s) → .fxl bitstream(s)",
@@ -296,6 +296,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments of the command (fxlic NAME --help)")
         p.set_defaults(func=_delegate(module, function))
     return parser
+
+
+class _VersionAction(argparse.Action):
+    """--version, looked up only when asked for: importlib.metadata costs 30 ms of every command's start-up."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001
+        try:  # as argparse's own version action: on stdout, a failed write ignored
+            sys.stdout.write(f"fxlic {_version()}\n")
+        except OSError:
+            pass
+        parser.exit()
 
 
 def _version() -> str:
