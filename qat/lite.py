@@ -28,11 +28,12 @@ Shapes: ŷ B×M×h×w integers (float tensors), features B×c_l×2^l h×2^l w, x
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -298,6 +299,51 @@ def validation_pairs(args: argparse.Namespace) -> list[dict]:
 
 
 # ---- training -------------------------------------------------------------------------------------------
+class WeightAverage:
+    """An exponential moving average of a model's parameters (Polyak averaging), for QAT.
+
+    Fake-quantized weights oscillate across their rounding thresholds (Nagel et al. 2022, "Overcoming
+    oscillations in quantization-aware training"): the lite students' validation swung by up to ±0.3 dB between
+    evaluations 500 steps apart, even at lr 5e-6. The average of the latent float weights moves slowly, so its
+    quantized student is the steadier one to validate and export. ``decay`` 0 disables it."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.model, self.decay = model, decay
+        self.average = {n: p.detach().clone() for n, p in model.named_parameters()} if decay > 0 else None
+
+    def update(self) -> None:
+        if self.average is None:
+            return
+        with torch.no_grad():
+            for name, param in self.model.named_parameters():
+                self.average[name].mul_(self.decay).add_(param.detach(), alpha=1 - self.decay)
+
+    @contextlib.contextmanager
+    def applied(self) -> Iterator[None]:
+        """The model with the averaged parameters inside the block, its own ones after it."""
+        if self.average is None:
+            yield
+            return
+        saved = {n: p.detach().clone() for n, p in self.model.named_parameters()}
+        with torch.no_grad():
+            for name, param in self.model.named_parameters():
+                param.copy_(self.average[name])
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for name, param in self.model.named_parameters():
+                    param.copy_(saved[name])
+
+    def state_dict(self) -> dict | None:
+        return self.average
+
+    def load_state_dict(self, state: dict | None) -> None:
+        if self.average is not None and state is not None:
+            for name, value in state.items():
+                self.average[name].copy_(value)
+
+
 def train(args: argparse.Namespace) -> Path:
     """Train (or resume) a lite decoder: float, then ``--phase qat``. Checkpoints and ``log.csv`` in --out."""
     from fxlic.models import load
@@ -358,10 +404,12 @@ def train(args: argparse.Namespace) -> Path:
     fast = FastPath.choose(args.precision, phase, torch.device("cpu"))
     params = list(student.parameters()) + (list(adapters.parameters()) if args.feature_distill > 0 else [])
     optimizer = fast.adam(params, lr=args.lr)
+    average = WeightAverage(student, args.ema)
     step, elapsed_before = 0, 0.0
     if state is not None and state.get("phase", "float") == phase:
         if "optimizer" in state:
             optimizer.load_state_dict(state["optimizer"])
+        average.load_state_dict(state.get("ema"))
         sampler.set_state(state["sampler"])
         step, elapsed_before = state["step"], state.get("elapsed_s", 0.0)
     log_path = out / "log.csv"
@@ -383,7 +431,8 @@ def train(args: argparse.Namespace) -> Path:
         save_checkpoint(ckpt_path, {"model": student.state_dict(), "adapters": adapters.state_dict(),
                                     "optimizer": optimizer.state_dict(), "sampler": sampler.state(), "step": step,
                                     "phase": phase, "config": student.config_dict(), "elapsed_s": elapsed(),
-                                    "record": record, "args": {k: str(v) for k, v in vars(args).items()}})
+                                    "record": record, "args": {k: str(v) for k, v in vars(args).items()},
+                                    "ema": average.state_dict()})
 
     best_path = out / "best.pt"
     best = torch.load(best_path, map_location="cpu", weights_only=False)["val_psnr"] if best_path.exists() else None
@@ -394,9 +443,10 @@ def train(args: argparse.Namespace) -> Path:
         nonlocal best
         if phase == "qat" and (best is None or val > best):
             best = val
-            save_checkpoint(best_path, {"model": student.state_dict(), "config": student.config_dict(),
-                                        "step": step, "phase": phase, "val_psnr": val, "record": record,
-                                        "elapsed_s": elapsed()})
+            with average.applied():  # with --ema, the validated student is the averaged one
+                save_checkpoint(best_path, {"model": student.state_dict(), "config": student.config_dict(),
+                                            "step": step, "phase": phase, "val_psnr": val, "record": record,
+                                            "elapsed_s": elapsed(), "ema": args.ema})
 
     deadline = start + args.minutes * 60 if args.minutes else math.inf
     loader = Prefetcher(lambda: sampler.batch(args.batch))
@@ -437,6 +487,7 @@ def train(args: argparse.Namespace) -> Path:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
+        average.update()
         step += 1
         values = {"loss": float(loss.detach()), "mse": float(mse.detach()), "distill_out": float(out_gap.detach()),
                   "distill_feat": float(feat_loss.detach()) if use_features else 0.0}
@@ -447,7 +498,8 @@ def train(args: argparse.Namespace) -> Path:
         bar.set_postfix(psnr=f"{psnr:.2f}")
         val = None
         if step % args.val_every == 0:
-            val = psnr_on(student, validation)["psnr"]
+            with average.applied():
+                val = psnr_on(student, validation)["psnr"]
             keep_best(val)
         if step % args.log_every == 0 or val is not None:
             log.writerow([step, phase, f"{lr:.3g}", f"{running['loss']:.6f}", f"{running['mse']:.7f}", f"{psnr:.3f}",
@@ -458,7 +510,8 @@ def train(args: argparse.Namespace) -> Path:
             checkpoint(val)
     bar.close()
     loader.close()
-    final = psnr_on(student, validation)
+    with average.applied():
+        final = psnr_on(student, validation)
     keep_best(final["psnr"])
     log.writerow([step, phase, "", "", "", "", "", "", f"{final['psnr']:.3f}", f"{elapsed():.1f}"])
     log_file.close()
@@ -538,6 +591,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init-batches", type=int, default=8)
     p.add_argument("--phase", choices=("float", "qat"), default="float")
     p.add_argument("--calib-batches", type=int, default=16)
+    p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                   help="validate and keep the exponential moving average of the weights (e.g. 0.999; 0: off)")
     p.add_argument("--output-distill", type=float, default=0.0, help="α: weight of MSE(x̂, teacher's x̂)")
     p.add_argument("--feature-distill", type=float, default=0.0, help="β: weight of the adapted feature MSE")
     p.add_argument("--feature-until", type=float, default=0.5, help="feature distillation for this part of the run")
