@@ -278,3 +278,31 @@ def test_shipped_decoders_are_exports_of_their_committed_qat_checkpoints() -> No
             assert sorted(ours) == sorted(theirs)
             for key, array in ours.items():
                 assert np.array_equal(array, theirs[key]), f"{path.name}: {key}"
+
+
+def test_weight_average_is_a_moving_average_applied_only_inside_its_block() -> None:
+    """--ema (QAT): the average follows a ← d·a + (1 − d)·p after each step; inside ``applied()`` the model has
+    the averaged parameters, after it (also after an exception) its own again; decay 0 changes nothing."""
+    torch = pytest.importorskip("torch")
+    from fxlic.qat.lite import WeightAverage
+
+    model = torch.nn.Linear(3, 2)
+    own = {n: p.detach().clone() for n, p in model.named_parameters()}
+    average = WeightAverage(model, 0.5)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    average.update()
+    with average.applied():
+        for n, p in model.named_parameters():
+            assert torch.allclose(p, own[n] + 0.5)
+    for n, p in model.named_parameters():
+        assert torch.allclose(p, own[n] + 1.0)
+    with pytest.raises(RuntimeError), average.applied():
+        raise RuntimeError
+    assert all(torch.allclose(p, own[n] + 1.0) for n, p in model.named_parameters())
+    off = WeightAverage(model, 0.0)
+    off.update()
+    with off.applied():
+        assert all(torch.allclose(p, own[n] + 1.0) for n, p in model.named_parameters())
+    assert off.state_dict() is None
