@@ -28,12 +28,11 @@ Shapes: ŷ B×M×h×w integers (float tensors), features B×c_l×2^l h×2^l w, x
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import json
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -41,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from .averaging import WeightAverage
 from .layers import QConv
 from .lite_data import LatentCropSampler, held_out, load_pairs
 from .models import LATENT_FIX, output_to_pixels, pixels_to_input, synthesis_transform
@@ -299,51 +299,6 @@ def validation_pairs(args: argparse.Namespace) -> list[dict]:
 
 
 # ---- training -------------------------------------------------------------------------------------------
-class WeightAverage:
-    """An exponential moving average of a model's parameters (Polyak averaging), for QAT.
-
-    Fake-quantized weights oscillate across their rounding thresholds (Nagel et al. 2022, "Overcoming
-    oscillations in quantization-aware training"): the lite students' validation swung by up to ±0.3 dB between
-    evaluations 500 steps apart, even at lr 5e-6. The average of the latent float weights moves slowly, so its
-    quantized student is the steadier one to validate and export. ``decay`` 0 disables it."""
-
-    def __init__(self, model: nn.Module, decay: float) -> None:
-        self.model, self.decay = model, decay
-        self.average = {n: p.detach().clone() for n, p in model.named_parameters()} if decay > 0 else None
-
-    def update(self) -> None:
-        if self.average is None:
-            return
-        with torch.no_grad():
-            for name, param in self.model.named_parameters():
-                self.average[name].mul_(self.decay).add_(param.detach(), alpha=1 - self.decay)
-
-    @contextlib.contextmanager
-    def applied(self) -> Iterator[None]:
-        """The model with the averaged parameters inside the block, its own ones after it."""
-        if self.average is None:
-            yield
-            return
-        saved = {n: p.detach().clone() for n, p in self.model.named_parameters()}
-        with torch.no_grad():
-            for name, param in self.model.named_parameters():
-                param.copy_(self.average[name])
-        try:
-            yield
-        finally:
-            with torch.no_grad():
-                for name, param in self.model.named_parameters():
-                    param.copy_(saved[name])
-
-    def state_dict(self) -> dict | None:
-        return self.average
-
-    def load_state_dict(self, state: dict | None) -> None:
-        if self.average is not None and state is not None:
-            for name, value in state.items():
-                self.average[name].copy_(value)
-
-
 def train(args: argparse.Namespace) -> Path:
     """Train (or resume) a lite decoder: float, then ``--phase qat``. Checkpoints and ``log.csv`` in --out."""
     from fxlic.models import load

@@ -26,6 +26,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from .averaging import WeightAverage
 from .charm import CharmConfig, model_from_config, warm_start_from_meanscale
 from .data import CropSampler
 from .equalize import align_power_of_two_scales, equalize_synthesis_input, equalize_weight_ranges
@@ -339,8 +340,8 @@ def train(args: argparse.Namespace) -> Path:
         teacher.load_state_dict(teacher_state["model"])
         teacher.eval().requires_grad_(False)
         print(f"distilling from the float model {args.init} (weight {args.distill})")
-    if state is not None:
-        model.load_state_dict(state["model"])
+    if state is not None:  # with --ema, "model" is the average (what export reads) and "model_live" the run's own
+        model.load_state_dict(state.get("model_live", state["model"]))
     elif args.init:
         if isinstance(config, CharmConfig) and init["config"].get("architecture") != "charm":
             if args.phase != "float":
@@ -387,6 +388,7 @@ def train(args: argparse.Namespace) -> Path:
     fast.prepare(model)
     optimizer = fast.adam(main_params, lr=args.lr)
     aux_optimizer = fast.adam(aux_params, lr=1e-3)
+    average = WeightAverage(model, args.ema)
     step = 0
     elapsed_before = 0.0
     if state is not None:
@@ -395,6 +397,7 @@ def train(args: argparse.Namespace) -> Path:
             aux_optimizer.load_state_dict(state["aux_optimizer"])
         else:  # a weights-only checkpoint (fxlic.qat.slim): Adam re-estimates its moments in a few hundred steps
             print("weights-only checkpoint: fresh optimizer state")
+        average.load_state_dict(state.get("ema"))
         sampler.set_state(state["sampler"])
         torch.set_rng_state(state["torch_rng"])
         step = state["step"]
@@ -424,8 +427,12 @@ def train(args: argparse.Namespace) -> Path:
         if rank > 0:
             return
         loader.settle()  # the sampler's state must not change while it is saved
+        live = model.state_dict()
+        with average.applied():  # --ema: the checkpoint's model (exported, evaluated) is the average
+            averaged = {k: v.clone() for k, v in model.state_dict().items()} if args.ema else live
         save_checkpoint(ckpt_path, {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "model": averaged, **({"model_live": live, "ema": average.state_dict()} if args.ema else {}),
+            "optimizer": optimizer.state_dict(),
             "aux_optimizer": aux_optimizer.state_dict(), "sampler": sampler.state(),
             "torch_rng": torch.get_rng_state(), "step": step, "config": model.config_dict(),
             "lmbda": lmbda, "phase": args.phase, "elapsed_s": elapsed_before + time.time() - start,
@@ -451,6 +458,7 @@ def train(args: argparse.Namespace) -> Path:
         pixels = loader.next().to(device, non_blocking=True)
         losses = rd_step(net, pixels, lmbda, optimizer, main_params, args.clip, fast, teacher, args.distill)
         aux = aux_step(model, aux_optimizer, aux_params, world)
+        average.update()
         step += 1
         for key in ("loss", "bpp", "mse", "psnr"):
             value = float(losses[key].detach())
@@ -516,6 +524,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--crop", type=int, default=256)
     p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                   help="QAT: checkpoint (and so export) the exponential moving average of the weights, e.g. 0.995 "
+                        "(0: off); the run resumes from its own weights")
     p.add_argument("--warmup", type=int, default=0,
                    help="ramp the learning rate linearly over this run's first WARMUP steps (0: none); "
                         "for fine-tunes from a trained model with a fresh optimizer")

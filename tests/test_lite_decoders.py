@@ -284,7 +284,7 @@ def test_weight_average_is_a_moving_average_applied_only_inside_its_block() -> N
     """--ema (QAT): the average follows a ← d·a + (1 − d)·p after each step; inside ``applied()`` the model has
     the averaged parameters, after it (also after an exception) its own again; decay 0 changes nothing."""
     torch = pytest.importorskip("torch")
-    from fxlic.qat.lite import WeightAverage
+    from fxlic.qat.averaging import WeightAverage
 
     model = torch.nn.Linear(3, 2)
     own = {n: p.detach().clone() for n, p in model.named_parameters()}

@@ -287,3 +287,24 @@ def test_distill_pulls_towards_the_float_teacher(train_dir, tmp_path) -> None:
     with pytest.raises(SystemExit, match="teacher must be float"):
         train_main(["--data", str(train_dir), "--out", str(tmp_path / "bad2"), "--phase", "qat", "--init",
                     str(qat / "checkpoint.pt"), "--steps", "1", "--distill", "1", *TINY])
+
+
+def test_qat_with_weight_averaging_checkpoints_the_average_and_resumes_its_own(train_dir, tmp_path) -> None:
+    """--ema (docs/training.md): the checkpoint's "model" (what export reads) is the moving average of the
+    weights, "model_live" the run's own; a resumed run goes on from its own weights and keeps the average."""
+    run, qat = tmp_path / "float", tmp_path / "qat"
+    assert train_main(["--data", str(train_dir), "--out", str(run), "--steps", "2", *TINY]) == 0
+    args = ["--data", str(train_dir), "--out", str(qat), "--phase", "qat", "--init", str(run / "checkpoint.pt"),
+            "--calib-batches", "1", "--no-search-weight-steps", "--lr", "1e-2", "--ema", "0.5", *TINY]
+    assert train_main([*args, "--steps", "2"]) == 0
+    state = torch.load(qat / "checkpoint.pt", weights_only=False)
+    name = "g_a.0.conv.weight"
+    assert not torch.equal(state["model"][name], state["model_live"][name])  # the average lags the run
+    assert all(torch.equal(value, state["model"][key]) for key, value in state["ema"].items())
+    assert train_main([*args, "--steps", "3"]) == 0
+    resumed = torch.load(qat / "checkpoint.pt", weights_only=False)
+    assert resumed["step"] == 3 and set(resumed["ema"]) == set(state["ema"])
+
+    from fxlic.qat.export import main as export_main
+
+    assert export_main([str(qat / "checkpoint.pt"), "-o", str(tmp_path / "m.npz"), "--quality", "3"]) == 0
