@@ -27,12 +27,15 @@ import warnings
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image, ImageOps
 
 from fxlic.entropy.bitstream import COLOUR_GRAY, COLOUR_RGB, MAX_PIXELS, MAX_SIDE
 from fxlic.errors import OutputError
+
+if TYPE_CHECKING:  # Pillow is imported where images are read: a decode writes its PNG without it
+    from PIL import Image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".pgm", ".pnm", ".bmp", ".tif", ".tiff", ".webp")
 """File extensions ``fxlic encode`` / ``fxlic eval`` pick up from a folder (any file Pillow reads is accepted
@@ -82,6 +85,8 @@ def read_image(path: str | Path) -> np.ndarray:
 
 def read_image_with_colour(path: str | Path) -> tuple[np.ndarray, int]:
     """(uint8 H×W×3 RGB by the rules above, colour type of the source: COLOUR_GRAY or COLOUR_RGB)."""
+    from PIL import Image, ImageOps
+
     path = Path(path)
     name = str(path)
     try:
@@ -147,6 +152,8 @@ def encode_png(pixels: np.ndarray, fast: bool = False) -> bytes:
     if fast:
         return encode_png_fast(pixels)
     import io
+
+    from PIL import Image
 
     buffer = io.BytesIO()
     Image.fromarray(pixels, mode="RGB" if pixels.ndim == 3 else "L").save(buffer, format="PNG")
