@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from fxlic.entropy.bitstream import COLOUR_GRAY, COLOUR_RGB, MAX_PIXELS, MAX_SIDE
+from fxlic.entropy.rans import available_cpus
 from fxlic.errors import OutputError
 
 if TYPE_CHECKING:  # Pillow is imported where images are read: a decode writes its PNG without it
@@ -185,11 +186,7 @@ def encode_png_fast(pixels: np.ndarray, bands: int | None = None) -> bytes:
     np.subtract(rows[:, channels:], rows[:, :-channels], out=filtered[:, 1 + channels :])  # uint8: modulo 256
     raw = filtered.reshape(-1)
     if bands is None:
-        try:
-            cores = len(os.sched_getaffinity(0))
-        except (AttributeError, OSError):
-            cores = os.cpu_count() or 1
-        bands = max(1, min(cores, height // 64))
+        bands = max(1, min(available_cpus(), height // 64))
     cuts = [height * k // bands * filtered.shape[1] for k in range(bands + 1)]
 
     def deflate(k: int) -> bytes:

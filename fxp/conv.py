@@ -55,6 +55,33 @@ _FUSED_BLOCK_BYTES = 4 * 2**20
 
 # An elementwise function of an int64 accumulator block [O, rows, cols] (e.g. the requantizer, int8 out).
 Epilogue = Callable[[np.ndarray], np.ndarray]
+
+
+class _BlockOutput:
+    """A BLAS path's output [O, H', W'], written one GEMM block at a time: the int64 accumulator itself, or
+    ``epilogue(block)`` of every block (the array is made at the first block, in the epilogue's dtype). Every
+    output element must be written exactly once; ``result`` of an empty output applies the epilogue to zeros."""
+
+    def __init__(self, shape: tuple[int, int, int], epilogue: Epilogue | None) -> None:
+        self.shape, self.epilogue = shape, epilogue
+        self.array = np.empty(shape, dtype=np.int64) if epilogue is None else None
+        self.block_bytes = _BLAS_BLOCK_BYTES if epilogue is None else _FUSED_BLOCK_BYTES
+
+    def write(self, where: tuple[slice, slice, slice], block: np.ndarray) -> None:
+        """``block``: exact integers (float GEMM result or int64) for ``array[where]``."""
+        if self.epilogue is None:
+            self.array[where] = block  # exact float -> int64
+            return
+        values = self.epilogue(block.astype(np.int64))  # exact float -> int64, then elementwise
+        if self.array is None:
+            self.array = np.empty(self.shape, dtype=values.dtype)
+        self.array[where] = values
+
+    def result(self) -> np.ndarray:
+        if self.array is None:  # no block at all: an empty output
+            zeros = np.zeros(self.shape, dtype=np.int64)
+            return zeros if self.epilogue is None else self.epilogue(zeros)
+        return self.array
 # Largest integer magnitude below which every integer is exact in float32 / float64.
 _F32_EXACT = 2**24
 _F64_EXACT = 2**53
@@ -243,9 +270,8 @@ def _conv2d_blas(
     phases = xp.reshape(C, Hq, s, Wq, s).transpose(2, 4, 0, 1, 3).copy() if s > 1 else xp[None, None]
     itemsize = np.dtype(dtype).itemsize
     rows_max = max(i1 - i0 for i0, i1 in chunks)
-    block_bytes = _BLAS_BLOCK_BYTES if epilogue is None else _FUSED_BLOCK_BYTES
-    rows = max(1, min(Ho, block_bytes // (C * rows_max * kw * Wo * itemsize)))
-    out: np.ndarray | None = np.empty((O, Ho, Wo), dtype=np.int64) if epilogue is None else None
+    out = _BlockOutput((O, Ho, Wo), epilogue)
+    rows = max(1, min(Ho, out.block_bytes // (C * rows_max * kw * Wo * itemsize)))
     weights = [w[:, :, i0:i1, :].reshape(O, C * (i1 - i0) * kw).astype(dtype) for i0, i1 in chunks]
     total = np.empty((O, rows * Wo), dtype=np.float64) if len(chunks) > 1 else None
     for y0 in range(0, Ho, rows):
@@ -265,15 +291,8 @@ def _conv2d_blas(
                 total[:, : nb * Wo] += res  # exact: integers below 2^53
         if total is not None:
             block = total[:, : nb * Wo]
-        block = block.reshape(O, nb, Wo)
-        if epilogue is None:
-            out[:, y0 : y0 + nb, :] = block  # exact float -> int64
-            continue
-        values = epilogue(block.astype(np.int64))  # exact float -> int64, then elementwise
-        if out is None:
-            out = np.empty((O, Ho, Wo), dtype=values.dtype)
-        out[:, y0 : y0 + nb, :] = values
-    return out
+        out.write((slice(None), slice(y0, y0 + nb), slice(None)), block.reshape(O, nb, Wo))
+    return out.result()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -387,7 +406,7 @@ def _conv_transpose2d_polyphase(
     has accumulator 0)."""
     C, H, W = x.shape
     _, O, kh, kw = w.shape
-    out: np.ndarray | None = np.zeros((O, Ho, Wo), dtype=np.int64) if epilogue is None else None
+    out = _BlockOutput((O, Ho, Wo), epilogue)
     taps_y, taps_x = -(-kh // s), -(-kw // s)  # most taps of a phase per axis
     # output o of phase r (per axis) is o = s·q + r − p and reads inputs q − m, m < taps: pad so every read is
     # inside (zeros outside the input, FXP-C2's in-bounds rule)
@@ -398,15 +417,10 @@ def _conv_transpose2d_polyphase(
     xp = np.zeros((C, pad_y + max(H, q_max_y + 1), pad_x + max(W, q_max_x + 1)), dtype=dtype)
     xp[:, pad_y : pad_y + H, pad_x : pad_x + W] = x
     itemsize = np.dtype(dtype).itemsize
-    block_bytes = _BLAS_BLOCK_BYTES if epilogue is None else _FUSED_BLOCK_BYTES
 
-    def store(values: np.ndarray, y0: int, nb: int, o_x: int, n_x: int) -> None:
-        nonlocal out
-        if epilogue is not None:
-            values = epilogue(values)
-            if out is None:
-                out = np.empty((O, Ho, Wo), dtype=values.dtype)
-        out[:, y0 : y0 + s * (nb - 1) + 1 : s, o_x : o_x + s * (n_x - 1) + 1 : s] = values
+    def phase_rows(y0: int, nb: int, o_x: int, n_x: int) -> tuple[slice, slice, slice]:
+        """Output rows y0, y0 + s, … (nb of them) and columns o_x, o_x + s, … (n_x) of one phase."""
+        return slice(None), slice(y0, y0 + s * (nb - 1) + 1, s), slice(o_x, o_x + s * (n_x - 1) + 1, s)
 
     for ry in range(s):
         m_y = max(0, -(-(kh - ry) // s))  # taps ry, ry + s, ... < kh
@@ -423,13 +437,12 @@ def _conv_transpose2d_polyphase(
             q_x0 = (o_x + p - rx) // s
             n_x = (Wo - 1 - o_x) // s + 1
             if m_y == 0 or m_x == 0:  # no tap: the accumulator is 0 here
-                if epilogue is not None:
-                    store(np.zeros((O, n_y, n_x), dtype=np.int64), o_y, n_y, o_x, n_x)
+                out.write(phase_rows(o_y, n_y, o_x, n_x), np.zeros((O, n_y, n_x), dtype=np.int64))
                 continue
             K = m_y * m_x * C
             # weights of the phase, tap-major: row (my, mx, c) of the GEMM's inner dimension
             wp = w[:, :, ry::s, rx::s][:, :, :m_y, :m_x].transpose(1, 2, 3, 0).reshape(O, K).astype(dtype)
-            rows = max(1, min(n_y, block_bytes // (K * n_x * itemsize)))
+            rows = max(1, min(n_y, out.block_bytes // (K * n_x * itemsize)))
             cols = np.empty((m_y, m_x, C, rows, n_x), dtype=dtype)
             for b0 in range(0, n_y, rows):
                 nb = min(rows, n_y - b0)
@@ -440,13 +453,8 @@ def _conv_transpose2d_polyphase(
                         c0 = pad_x + q_x0 - mx
                         c5[my, mx] = xp[:, r0 : r0 + nb, c0 : c0 + n_x]
                 res = wp @ c5.reshape(K, nb * n_x)  # exact: integers below 2^24 (f32) / 2^53 (f64)
-                block = res.reshape(O, nb, n_x)
-                store(block if epilogue is None else block.astype(np.int64), o_y + s * b0, nb, o_x, n_x)
-    if out is None:  # no output at all (Ho or Wo is 0)
-        out = np.zeros((O, Ho, Wo), dtype=np.int64)
-        if epilogue is not None:
-            out = epilogue(out)
-    return out
+                out.write(phase_rows(o_y + s * b0, nb, o_x, n_x), res.reshape(O, nb, n_x))
+    return out.result()
 
 
 # --------------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from .assumptions import DEFAULT, DpuAssumptions
 from .conv import (
     ACTIVATIONS,
     IMPLS,
+    Epilogue,
     conv2d_acc,
     conv2d_output_size,
     conv_transpose2d_acc,
@@ -118,24 +119,21 @@ class QuantConv:
         if x.shape[0] != self.in_channels:
             raise ValueError(f"{self.name}: input has {x.shape[0]} channels, layer expects {self.in_channels}")
 
-    def accumulate(self, x: np.ndarray, impl: str = "blas") -> np.ndarray:
-        """The int64 accumulator [O, H', W'] (no bias) of input int8 [C, H, W] (FXP-C1 / FXP-C2)."""
+    def accumulate(self, x: np.ndarray, impl: str = "blas", epilogue: Epilogue | None = None) -> np.ndarray:
+        """The int64 accumulator [O, H', W'] (no bias) of input int8 [C, H, W] (FXP-C1 / FXP-C2); with an
+        elementwise ``epilogue``, epilogue(accumulator) (fxp/conv.py)."""
         self._check_input(x)
         if impl not in IMPLS:
             raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
         fn = conv_transpose2d_acc if self.transposed else conv2d_acc
-        return fn(x, self.weight, self.stride, self.padding, impl=impl)
+        return fn(x, self.weight, self.stride, self.padding, impl=impl, epilogue=epilogue)
 
     def __call__(self, x: np.ndarray, impl: str = "blas", assumptions: DpuAssumptions = DEFAULT) -> np.ndarray:
         """Run the layer: int8 [C, H, W] at ``fix_in`` -> int8 [O, H', W'] at ``fix_out``."""
-        self._check_input(x)
-        if impl not in IMPLS:
-            raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
 
         def requantize(acc: np.ndarray) -> np.ndarray:
             return requantize_accumulator(acc, self.bias, self.shift_bias, self.shift_cut, self.activation,
                                           assumptions)
 
         # the requantizer is elementwise: the BLAS path applies it block by block (fxp/conv.py, "epilogue")
-        fn = conv_transpose2d_acc if self.transposed else conv2d_acc
-        return fn(x, self.weight, self.stride, self.padding, impl=impl, epilogue=requantize)
+        return self.accumulate(x, impl, epilogue=requantize)

@@ -19,13 +19,14 @@ coordinates; a span may reach outside the tensor (the zero padding).
 from __future__ import annotations
 
 import contextlib
-import os
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import numpy as np
 
+from fxlic.entropy.rans import available_cpus
 from fxlic.fxp.layer import QuantConv
 
 __all__ = [
@@ -165,10 +166,19 @@ def tile_spans(size: int, tile: int) -> list[Span]:
 def default_workers() -> int:
     """Threads for tiles: every core this process may run on (its affinity mask where the platform has one;
     NumPy's GEMMs and Numba kernels release the GIL)."""
+    return available_cpus()
+
+
+@functools.cache
+def _blas_controller() -> object | None:
+    """threadpoolctl's ThreadpoolController of the loaded BLAS (None without threadpoolctl), made once:
+    finding the libraries costs 0.7 ms, a limit through the kept controller 0.02 ms, and a decode runs several
+    tiled chains."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # optional: the plain behaviour, only slower on several cores
+        return None
+    return ThreadpoolController()
 
 
 @contextlib.contextmanager
@@ -178,12 +188,11 @@ def one_blas_thread() -> Iterator[None]:
     Without it every tile thread's GEMM starts the BLAS's own threads as well: on two cores, two tile threads
     ran four BLAS threads, whose spin-waiting cost 0.15 – 0.25 s of system CPU time per Kodak decode
     (results/speed/README.md). Values do not depend on BLAS threads (FXP-A2: the float GEMM path is exact)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: the plain behaviour, only slower on several cores
+    controller = _blas_controller()
+    if controller is None:
         yield
         return
-    with threadpool_limits(limits=1, user_api="blas"):
+    with controller.limit(limits=1, user_api="blas"):
         yield
 
 
