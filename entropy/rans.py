@@ -360,10 +360,9 @@ def _decode_reference(data: bytes, table_index: list[int], tables: TableSet) -> 
     The plain coder of small images (``fxlic.codec``: the first 2^18 symbols of a process), so its loop is kept
     tight: ENT-6's search is a binary search of the row (``bisect``; the spec fixes only its result) and ENT-7's
     renormalization is written inline."""
-    nsym = tables.num_symbols.tolist()
-    off = tables.offset.tolist()
     # per table: its CDF row (cut after the ESC symbol's end), the ESC symbol's index and the value offset
-    params = [(row[: n + 1], n - 1, o) for row, n, o in zip(tables.cdf.tolist(), nsym, off)]
+    params = [(row[: n + 1], n - 1, o)
+              for row, n, o in zip(tables.cdf.tolist(), tables.num_symbols.tolist(), tables.offset.tolist())]
     m = len(data)
     out: list[int] = []
     append = out.append
@@ -395,7 +394,7 @@ def _decode_reference(data: bytes, table_index: list[int], tables: TableSet) -> 
             x = (x << IO_BITS) | data[pos]
             pos += 1
         v = raw - 0x10000 if raw >= 0x8000 else raw
-        if 0 <= v - off[t] < nsym[t] - 1:
+        if 0 <= v - base < esc:
             return out, _st.ERR_BAD_ESCAPE, i, pos
         append(v)
     if x != RANS_L:  # ENT-8

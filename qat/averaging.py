@@ -46,6 +46,11 @@ class WeightAverage:
                 for name, param in self.model.named_parameters():
                     param.copy_(saved[name])
 
+    def model_state_dict(self) -> dict:
+        """The model's state_dict with the averaged parameters in place of its own (its own when off)."""
+        state = self.model.state_dict()
+        return state if self.average is None else {**state, **self.average}
+
     def state_dict(self) -> dict | None:
         return self.average
 

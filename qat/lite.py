@@ -398,10 +398,10 @@ def train(args: argparse.Namespace) -> Path:
         nonlocal best
         if phase == "qat" and (best is None or val > best):
             best = val
-            with average.applied():  # with --ema, the validated student is the averaged one
-                save_checkpoint(best_path, {"model": student.state_dict(), "config": student.config_dict(),
-                                            "step": step, "phase": phase, "val_psnr": val, "record": record,
-                                            "elapsed_s": elapsed(), "ema": args.ema})
+            # with --ema, the validated student is the averaged one
+            save_checkpoint(best_path, {"model": average.model_state_dict(), "config": student.config_dict(),
+                                        "step": step, "phase": phase, "val_psnr": val, "record": record,
+                                        "elapsed_s": elapsed(), "ema": args.ema})
 
     deadline = start + args.minutes * 60 if args.minutes else math.inf
     loader = Prefetcher(lambda: sampler.batch(args.batch))

@@ -427,11 +427,9 @@ def train(args: argparse.Namespace) -> Path:
         if rank > 0:
             return
         loader.settle()  # the sampler's state must not change while it is saved
-        live = model.state_dict()
-        with average.applied():  # --ema: the checkpoint's model (exported, evaluated) is the average
-            averaged = {k: v.clone() for k, v in model.state_dict().items()} if args.ema else live
-        save_checkpoint(ckpt_path, {
-            "model": averaged, **({"model_live": live, "ema": average.state_dict()} if args.ema else {}),
+        save_checkpoint(ckpt_path, {  # --ema: the checkpoint's model (exported, evaluated) is the average
+            "model": average.model_state_dict(),
+            **({"model_live": model.state_dict(), "ema": average.state_dict()} if args.ema else {}),
             "optimizer": optimizer.state_dict(),
             "aux_optimizer": aux_optimizer.state_dict(), "sampler": sampler.state(),
             "torch_rng": torch.get_rng_state(), "step": step, "config": model.config_dict(),

@@ -306,3 +306,7 @@ def test_weight_average_is_a_moving_average_applied_only_inside_its_block() -> N
     with off.applied():
         assert all(torch.allclose(p, own[n] + 1.0) for n, p in model.named_parameters())
     assert off.state_dict() is None
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in off.model_state_dict().items())
+    averaged = average.model_state_dict()  # the average, without touching the model
+    assert all(torch.allclose(averaged[n], own[n] + 0.5) for n in own)
+    assert all(torch.allclose(p, own[n] + 1.0) for n, p in model.named_parameters())
