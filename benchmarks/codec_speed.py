@@ -75,6 +75,12 @@ def main() -> int:
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = os.environ[var] = str(args.threads)
+    # A user's Python imports fxlic from its bytecode cache: pip compiles it at install, and an editable install
+    # writes __pycache__ at the first import. A sandbox that sets PYTHONDONTWRITEBYTECODE=1 (this project's
+    # development VM does) makes every CLI process of an editable install compile its modules from source
+    # (results/speed/README.md measures what that costs): the warm-up runs below write the cache, as a user's
+    # first run would.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
 
     import numpy as np
     import torch
@@ -105,7 +111,8 @@ def main() -> int:
             x = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
             encode = [*taskset, *fxlic, "encode", str(path), "-o", str(stream), "-q"]
             decode = [*taskset, *fxlic, "decode", str(stream), "-o", str(decoded), "-q"]
-            run_process(encode, env, tmp)  # warm the file cache and Numba's on-disk cache
+            run_process(encode, env, tmp)  # warm the file cache, the bytecode cache and Numba's on-disk cache
+            run_process(decode, env, tmp)
             compressed = net.compress(x)
             net.decompress(compressed["strings"], compressed["shape"])
             samples: dict[str, list] = {k: [] for k in ("fxlic_encode", "fxlic_decode", "compressai_encode",
@@ -129,6 +136,7 @@ def main() -> int:
                          "decode_ratio": ratio(stats["fxlic_decode"], stats["compressai_decode"])})
             load.append(os.getloadavg()[0])
     result = {"threads": args.threads, "cpus": cpus, "repeat": args.repeat,
+              "bytecode_cache": "written by the warm-up runs (PYTHONDONTWRITEBYTECODE removed for the CLI)",
               "compressai": f"mbt2018_mean(quality={args.quality}, pretrained=False), in-process, torch "
                             f"{torch.__version__}, {args.threads} thread(s)",
               "fxlic": "the CLI, one process per encode / decode (start-up, imports, model load, Numba cache, "

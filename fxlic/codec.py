@@ -49,6 +49,13 @@ DEFAULT_TILE = 256
 peak RSS 0.45 GiB at 256 vs 0.86 GiB at 512 (the int64 accumulators of g_a.0's window dominate a tile),
 at no cost in time (55 s vs 60 s wall): the halo (30 + 15 pixels for g_a) is small next to 256."""
 
+LATENT_TILE_FACTOR = 4
+"""The transforms at latent resolution (g_a's last conv and its ŷ twin, h_a, h_s and its heads) run on tiles of
+``LATENT_TILE_FACTOR`` × the pixel tile's side (docs/tiling.md). At 1/16 of the image's resolution a tile of the
+pixel tile's own footprint is 16 × 16 latents (h_a: 4 × 4), so small that each tile's Python work and halo cost
+more than its GEMMs: kodim23's h_s took 52 – 75 ms in 6 tiles against 21 – 32 ms whole, on 2 threads. At 4 × 256
+pixels a latent tile holds at most 64 × 64 latents: about 40 MB of im2col per worker, next to g_s's 25 MB."""
+
 DEFAULT_SUBSTREAM_TILE = 256
 """Default side in pixels of the tiles whose ŷ symbols form one rANS substream (docs/bitstream.md BS-12): the
 default transform tile, so a tile's synthesis and its entropy decoding can pipeline on a board; K = 40
@@ -145,6 +152,7 @@ class Codec:
         self.model_hash = model.stream_hash()  # a lite decoder's streams are its parent model's (BS-4)
         self.architecture = _stream_architecture(model)
         self.tile = check_tile(tile)
+        self.latent_tile = LATENT_TILE_FACTOR * self.tile  # pixels; 0 stays 0, the whole image
         self.workers = workers
         self.substream_tile = check_tile(substream_tile)
 
@@ -159,19 +167,19 @@ class Codec:
                                  self.tile * last.stride // self.net.latent_stride, self.impl, self.workers)
 
         def last_conv(layer) -> np.ndarray:  # a QuantConv of g_a (or its ŷ twin)
-            return run_chain_tiled([layer], array_source(hidden), hidden.shape, self.tile // self.net.latent_stride,
-                                   self.impl, self.workers)
+            return run_chain_tiled([layer], array_source(hidden), hidden.shape,
+                                   self.latent_tile // self.net.latent_stride, self.impl, self.workers)
 
         y = last_conv(last)
         twin = self.net.y_hat_twin
         return y, self.net.quantize_latent(y, self.net.fix_y) if twin is None else last_conv(twin)
 
     def _hyper_analysis_tiled(self, y: np.ndarray) -> np.ndarray:
-        return run_chain_tiled(self.net.h_a, array_source(y), y.shape, self.tile // PAD_MULTIPLE,
+        return run_chain_tiled(self.net.h_a, array_source(y), y.shape, self.latent_tile // PAD_MULTIPLE,
                                self.impl, self.workers)
 
     def _hyper_synthesis_tiled(self, z_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        tile = self.tile // self.net.latent_stride
+        tile = self.latent_tile // self.net.latent_stride
         heads = [self.net.h_s_scales] + ([self.net.h_s_means] if self.net.h_s_means is not None else [])
         # h_s once (its output, at ŷ's resolution, is as small as ŷ), then each head on it
         hidden = run_chain_tiled(self.net.h_s, array_source(z_hat), z_hat.shape, tile, self.impl, self.workers)
