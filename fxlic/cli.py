@@ -66,9 +66,13 @@ def _naming(path: Path, message: str) -> str:
 
 
 def _progress(items: list, desc: str):
+    """A progress bar over several files on a terminal; otherwise the items themselves (tqdm is not even
+    imported: with its importlib.metadata lookup it cost 36 ms of every one-file command's start)."""
+    if len(items) < 2 or not sys.stderr.isatty():
+        return items
     from tqdm import tqdm
 
-    return tqdm(items, desc=desc, unit="img", disable=len(items) < 2 or not sys.stderr.isatty())
+    return tqdm(items, desc=desc, unit="img")
 
 
 def _run_batch(jobs: list, verb: str, work) -> int:
