@@ -45,6 +45,7 @@ from .layers import QConv
 from .lite_data import LatentCropSampler, held_out, load_pairs
 from .models import LATENT_FIX, output_to_pixels, pixels_to_input, synthesis_transform
 from .train import FastPath, Prefetcher, learning_rate, save_checkpoint
+from .weight_steps import choose_weight_fix_positions
 
 CRITERIA = ("l1", "energy")
 """How hidden channels are ranked for keeping: ``l1``, the L1 norm of the producing filter (Li et al. 2017);
@@ -92,6 +93,13 @@ class LiteSynthesis(nn.Module):
         for _, layer in self.named_qconvs():
             fix_in = layer.finish_calibration(fix_in)
         return {name: [int(v) for v in m.fix] for name, m in self.named_qconvs()}
+
+    def twin_fix_out(self, layer: QConv) -> None:
+        """No layer of g_s has a ŷ twin (``choose_weight_fix_positions`` asks; see MeanScaleHyperprior)."""
+        return None
+
+    def check_latent_twin(self) -> None:
+        """Nothing to check: g_s has no ŷ twin."""
 
 
 def teacher_synthesis(model_file) -> nn.Sequential:
@@ -278,6 +286,34 @@ def psnr_on(student: nn.Module, pairs: list[dict], margin: int = 2) -> dict[str,
     return {"psnr": 10 * math.log10(255**2 * count / err_s), "teacher_psnr": 10 * math.log10(255**2 * count / err_t)}
 
 
+LOG_MSE_FLOOR = 1.0 / 255.0**2
+"""ε of ``crop_log_mse``: an MSE of one squared grey level, so that a crop of flat sky (MSE near 0) cannot take
+the whole batch's weight."""
+
+
+def crop_log_mse(crop_mse: torch.Tensor) -> torch.Tensor:
+    """Mean over crops of log(MSE + ε), scaled by the batch's (detached) mean MSE (``--loss log-mse``).
+
+    Kodak's figures, like every RD curve here, average PSNR per image: a dB lost on a smooth image counts as
+    much as one on a busy image, although the smooth image's MSE is a tenth of the busy one's. The plain MSE of
+    a batch weighs each crop by its own error, so the student learns the busy crops and leaves smooth ones with
+    an error that costs it most in dB. The gradient of log(MSE_c) is ∇MSE_c / MSE_c: each crop weighs as its
+    share of a per-crop PSNR. The detached scale keeps the gradient's size that of the plain MSE (so gradient
+    clipping and the learning rate mean what they did); it changes only how crops are weighed."""
+    return torch.log(crop_mse + LOG_MSE_FLOOR).mean() * (crop_mse.detach().mean() + LOG_MSE_FLOOR)
+
+
+@torch.no_grad()
+def crops_mse(student: nn.Module, crops: list[tuple[torch.Tensor, ...]], margin: int) -> float:
+    """The student's MSE to the photo, in squared grey levels, on sampled training crops (ŷ, pixels, …),
+    scored on the crops' centres as in training: the objective of the weight-step search."""
+    total = 0.0
+    for y_hat, pixels, *_ in crops:
+        recon = output_to_pixels(crop_margin(student(y_hat), y_hat, margin).float())
+        total += float(torch.mean((recon - pixels) ** 2))
+    return total / len(crops)
+
+
 def crop_margin(x: torch.Tensor, latents: torch.Tensor, margin: int) -> torch.Tensor:
     """The centre of an N×C×H×W tensor computed from ``latents`` (N×M×h×w): ``margin`` latents cut from every
     side, at the tensor's own resolution (H / h pixels per latent)."""
@@ -353,6 +389,10 @@ def train(args: argparse.Namespace) -> Path:
             for _ in range(args.calib_batches):
                 student(sampler.batch(args.batch)[0])
         fixes = student.finish_calibration()
+        if args.weight_steps == "search":  # f_w by what it does to the student's output, on training crops
+            crops = [sampler.batch(args.batch) for _ in range(args.calib_batches)]
+            choose_weight_fix_positions(student, lambda model: crops_mse(model, crops, args.margin), report=print)
+            fixes = {name: [int(v) for v in m.fix] for name, m in student.named_qconvs()}
         (out / "fix_positions.json").write_text(json.dumps(fixes, indent=1))
         print(f"calibrated: {fixes}; PTQ {psnr_on(student, validation)['psnr']:.2f} dB")
         record["ptq_psnr"] = psnr_on(student, validation)["psnr"]
@@ -431,8 +471,9 @@ def train(args: argparse.Namespace) -> Path:
                                 / crop_margin(t, y_hat, args.margin).float().pow(2).mean().clamp_min(1e-12)
                                 for a, f, t in zip(adapters, features, targets, strict=False)) / 3
         recon = output_to_pixels(crop_margin(x_hat, y_hat, args.margin).float())
-        mse = torch.mean(((recon - pixels) / 255.0) ** 2)
-        loss = mse
+        crop_mse = torch.mean(((recon - pixels) / 255.0) ** 2, dim=(1, 2, 3))
+        mse = crop_mse.mean()
+        loss = mse if args.loss == "mse" else crop_log_mse(crop_mse)
         out_gap = torch.mean(((recon - teacher_pixels) / 255.0) ** 2)
         if args.output_distill > 0:
             loss = loss + args.output_distill * out_gap
@@ -546,8 +587,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init-batches", type=int, default=8)
     p.add_argument("--phase", choices=("float", "qat"), default="float")
     p.add_argument("--calib-batches", type=int, default=16)
+    p.add_argument("--weight-steps", choices=("calibrated", "search"), default="calibrated",
+                   help="QAT: each layer's weight fix position as calibrated (least squared error of the weights), "
+                        "or searched among +0, +1, +2 by the student's MSE on training crops "
+                        "(fxlic.qat.weight_steps)")
     p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
                    help="validate and keep the exponential moving average of the weights (e.g. 0.999; 0: off)")
+    p.add_argument("--loss", choices=("mse", "log-mse"), default="mse",
+                   help="training loss: the batch's MSE, or the mean of each crop's log MSE (weighs crops as a "
+                        "per-image PSNR average does; crop_log_mse)")
     p.add_argument("--output-distill", type=float, default=0.0, help="α: weight of MSE(x̂, teacher's x̂)")
     p.add_argument("--feature-distill", type=float, default=0.0, help="β: weight of the adapted feature MSE")
     p.add_argument("--feature-until", type=float, default=0.5, help="feature distillation for this part of the run")

@@ -199,13 +199,15 @@ def test_decode_macs_match_the_hand_count() -> None:
 
 
 def test_exported_student_equals_its_qat_model_layer_by_layer(tmp_path) -> None:
-    """A calibrated (QAT) student exports to a decoder file whose integer g_s equals the fake-quant forward in
-    every element (fxlic.qat.verify), on the decoder side of real streams."""
+    """A calibrated (QAT) student, its weight steps searched by its output (``--weight-steps search``), exports
+    to a decoder file whose integer g_s equals the fake-quant forward in every element (fxlic.qat.verify), on
+    the decoder side of real streams."""
     torch = pytest.importorskip("torch")
     pytest.importorskip("compressai")
     from fxlic.qat.export import model_from_model_file
-    from fxlic.qat.lite import LiteSynthesis, export_decoder, prune_from_teacher, teacher_synthesis
+    from fxlic.qat.lite import LiteSynthesis, crops_mse, export_decoder, prune_from_teacher, teacher_synthesis
     from fxlic.qat.verify import compare_image
+    from fxlic.qat.weight_steps import choose_weight_fix_positions, legal_weight_fix
 
     parent = models.load("meanscale", 4)
     teacher = teacher_synthesis(parent)
@@ -219,6 +221,12 @@ def test_exported_student_equals_its_qat_model_layer_by_layer(tmp_path) -> None:
         for y in latents:
             student(y)
     student.finish_calibration()
+    crops = [(y, torch.rand(2, 3, 32, 32) * 255) for y in latents]  # margin 1: the centre 2 × 2 latents
+    calibrated = crops_mse(student, crops, 1)
+    chosen = choose_weight_fix_positions(student, lambda model: crops_mse(model, crops, 1))
+    assert set(chosen) == {f"g_s.{i}" for i in range(4)} and all(o in (0, 1, 2) for o in chosen.values())
+    assert crops_mse(student, crops, 1) <= calibrated  # +0 is among the offsets tried
+    assert all(legal_weight_fix(layer, layer.fix_w, None) for _, layer in student.named_qconvs())
     decoder_file = tmp_path / "meanscale-q4.tiny.npz"
     export_decoder(student, parent, "tiny").save(decoder_file)
     lite = models.load("meanscale", 4, decoder_file=decoder_file)

@@ -12,20 +12,23 @@
 #    widths, to go on training it) or, without it, pruned from the teacher's g_s by channel energy and refitted
 #    by least squares. lr 1e-4 (÷10 for the last 20 %), 8 × 128² crops with one latent of context, drawn per
 #    latent from both caches.
-# 3. QAT, QAT_MIN minutes: fix positions calibrated on 16 batches, then fake-quantized fine-tuning at QAT_LR; the
-#    moving average of the weights (QAT_EMA) is what is validated and exported.
+# 3. QAT, QAT_MIN minutes: fix positions calibrated on 16 batches, each layer's weight step then searched among
+#    +0, +1, +2 by the student's MSE on 16 batches of training crops (WEIGHT_STEPS), then fake-quantized
+#    fine-tuning at QAT_LR; the moving average of the weights (QAT_EMA) is what is validated and exported.
 # 4. Export of the QAT student with the best validation on training photos (RUNS/qQ-NAME-qat/best.pt):
 #    models/decoders/meanscale-qQUALITY.NAME.npz (the decoder file names the model it decodes).
 # Re-running skips finished steps (DIR/.done); an interrupted step resumes from its checkpoint for its minutes.
 #
 # Environment: RUNS [runs/lite], QAT_LR [5e-5], QAT_EMA [0.999: validate and export the weights' moving average;
-# 0: the weights themselves], THREADS [1] (training), LR [1e-4], FXLIC_DATA [../shared/data].
+# 0: the weights themselves], WEIGHT_STEPS [search; calibrated: the weight steps of least weight error],
+# THREADS [1] (training), LR [1e-4], FXLIC_DATA [../shared/data].
 set -euo pipefail
 cd "$(dirname "$0")/.."
 Q=$1 NAME=$2 WIDTHS=$3 FLOAT_MIN=$4 QAT_MIN=$5 INIT=${6:-}
 RUNS=${RUNS:-runs/lite}
 QAT_LR=${QAT_LR:-5e-5}
 QAT_EMA=${QAT_EMA:-0.999}
+WEIGHT_STEPS=${WEIGHT_STEPS:-search}
 LR=${LR:-1e-4}
 THREADS=${THREADS:-1}
 PY=.venv/bin/python
@@ -51,7 +54,7 @@ DATA=(--cache "$CACHE" "$HALF" --holdout-every 5 --quality "$Q" --threads "$THRE
 step float "$FLOAT" $PY -m fxlic.qat.lite "${DATA[@]}" --out "$FLOAT" --widths $WIDTHS --minutes "$FLOAT_MIN" \
   --lr "$LR" --warmup 200 --val-every 2000 ${INIT:+--init-from "$INIT"}
 step qat "$QAT" $PY -m fxlic.qat.lite "${DATA[@]}" --out "$QAT" --init-from "$FLOAT/checkpoint.pt" --phase qat \
-  --minutes "$QAT_MIN" --lr "$QAT_LR" --val-every 500 --ema "$QAT_EMA"
+  --minutes "$QAT_MIN" --lr "$QAT_LR" --val-every 500 --ema "$QAT_EMA" --weight-steps "$WEIGHT_STEPS"
 BEST=$QAT/best.pt  # the QAT student of the best validation on training photos (fxlic.qat.lite keep_best)
 [ -f "$BEST" ] || BEST=$QAT/checkpoint.pt
 $PY -m fxlic.qat.lite export "$BEST" --quality "$Q" --name "$NAME" -o "$OUT"
