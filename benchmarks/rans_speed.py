@@ -105,7 +105,7 @@ def compressai_rates(vals: np.ndarray, ti: np.ndarray, ts, repeat: int) -> dict:
             warnings.simplefilter("ignore")
             from compressai.ans import RansDecoder, RansEncoder
     except ImportError:
-        return {"compressai": "not installed"}
+        return {"compressai": "not installed (pip install -e '.[dev]')"}
     n_t = ts.num_symbols.astype(np.int64)
     cdfs = [ts.cdf[t, : n_t[t] + 1].astype(np.int64).tolist() for t in range(ts.num_tables)]
     lengths = (n_t + 1).tolist()
@@ -128,7 +128,7 @@ def constriction_rates(vals: np.ndarray, ti: np.ndarray, ts, repeat: int, n_gaus
     try:
         import constriction
     except ImportError:
-        return {"constriction": "not installed"}
+        return {"constriction": "not installed (pip install -e '.[dev]')"}
     stream, model = constriction.stream, constriction.stream.model
     off = ts.offset.astype(np.int64)
     index = vals.astype(np.int64) - off[ti]
@@ -228,6 +228,7 @@ def main() -> None:
     result["reference_decode_msym_s"] = rate(args.n_ref, best(
         lambda: decode_symbols(r_data, r_ti, ts, impl="reference"), 1))
     result["load_average"] = [round(x, 2) for x in load_before + os.getloadavg()[:1]]
+    result["load_average_is"] = "the 1-, 5- and 15-minute load averages before the run, then the 1-minute one after"
     if args.json:
         print(json.dumps(result))
         return
