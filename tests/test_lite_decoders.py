@@ -318,3 +318,18 @@ def test_weight_average_is_a_moving_average_applied_only_inside_its_block() -> N
     averaged = average.model_state_dict()  # the average, without touching the model
     assert all(torch.allclose(averaged[n], own[n] + 0.5) for n in own)
     assert all(torch.allclose(p, own[n] + 1.0) for n, p in model.named_parameters())
+
+
+def test_log_mse_weighs_each_crop_by_its_inverse_error() -> None:
+    """``--loss log-mse``: the gradient with respect to crop c's MSE is mean(MSE) / (N · (MSE_c + ε)), so a smooth
+    crop (small error) weighs more than a busy one, and the plain MSE's size is kept (equal errors: 1 / N each)."""
+    torch = pytest.importorskip("torch")
+    from fxlic.qat.lite import LOG_MSE_FLOOR, crop_log_mse
+
+    crop_mse = torch.tensor([1e-4, 1e-3, 1e-2], dtype=torch.float64, requires_grad=True)
+    crop_log_mse(crop_mse).backward()
+    expected = (crop_mse.detach().mean() + LOG_MSE_FLOOR) / (3 * (crop_mse.detach() + LOG_MSE_FLOOR))
+    assert torch.allclose(crop_mse.grad, expected)
+    equal = torch.full((4,), 2e-3, dtype=torch.float64, requires_grad=True)
+    crop_log_mse(equal).backward()
+    assert torch.allclose(equal.grad, torch.full((4,), 0.25, dtype=torch.float64))
