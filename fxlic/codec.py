@@ -152,11 +152,17 @@ class Codec:
         self.model_hash = model.stream_hash()  # a lite decoder's streams are its parent model's (BS-4)
         self.architecture = _stream_architecture(model)
         self.tile = check_tile(tile)
-        self.latent_tile = LATENT_TILE_FACTOR * self.tile  # pixels; 0 stays 0, the whole image
+        self.latent_tile_factor = LATENT_TILE_FACTOR  # any factor gives the same tensors (TILE-1); tests vary it
         self.workers = workers
         self.substream_tile = check_tile(substream_tile)
 
     # ---- tiled transforms (bit-identical to the whole-image ones, docs/tiling.md) ---------------
+    @property
+    def latent_tile(self) -> int:
+        """The tile of the transforms at latent resolution, in pixels (``latent_tile_factor`` × ``tile``; 0, the
+        whole image, stays 0)."""
+        return self.latent_tile_factor * self.tile
+
     def _analysis_tiled(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(y, ŷ) as ``IntegerHyperprior.analysis_latents``. g_a up to its last input is tiled; the last conv
         (and the ŷ twin, which reads the same input) run tiled on that tensor (1/8 of the image's size)."""

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from fxlic import models
-from fxlic.codec import Codec, check_tile
+from fxlic.codec import LATENT_TILE_FACTOR, Codec, check_tile
 from fxlic.fxp.conv import conv2d_output_size, conv_transpose2d_output_size
 from fxlic.fxp.layer import QuantConv
 from fxlic.reference.modelfile import load_model_file
@@ -37,7 +37,7 @@ def _shipped_model_paths() -> list:
 _CODECS: dict[str, Codec] = {}
 
 
-def _codec(path, tile: int) -> Codec:
+def _codec(path, tile: int, latent_tile_factor: int = LATENT_TILE_FACTOR) -> Codec:
     key = str(path)
     if key not in _CODECS:
         _CODECS[key] = Codec(load_model_file(path), tile=0)
@@ -45,6 +45,7 @@ def _codec(path, tile: int) -> Codec:
     codec = Codec.__new__(Codec)  # same network, another tile size (no reload of the model file)
     codec.__dict__.update(base.__dict__)
     codec.tile = check_tile(tile)
+    codec.latent_tile_factor = latent_tile_factor
     return codec
 
 
@@ -199,9 +200,12 @@ def test_codec_streams_and_pixels_do_not_depend_on_the_tile(path, kodak_regions,
     trace: dict = {}
     decoded = whole.decode(reference.bitstream, trace=trace)
     for tile in [0, *tiles]:
-        codec = _codec(path, tile)
-        assert codec.encode(pixels).bitstream == reference.bitstream
-        np.testing.assert_array_equal(codec.decode(reference.bitstream), decoded)
+        # the default latent tiles (one on crops this small) and latent tiles of the pixel tile's own footprint
+        # (T/16 latents, h_a T/64: several per crop), so the latent stages' tiling is exercised too
+        for factor in (LATENT_TILE_FACTOR, 1):
+            codec = _codec(path, tile, factor)
+            assert codec.encode(pixels).bitstream == reference.bitstream
+            np.testing.assert_array_equal(codec.decode(reference.bitstream), decoded)
 
 
 def test_cli_tile_option(tmp_path, kodak_image, capsys) -> None:
