@@ -92,14 +92,11 @@ class LiteSynthesis(nn.Module):
         fix_in = LATENT_FIX
         for _, layer in self.named_qconvs():
             fix_in = layer.finish_calibration(fix_in)
+        return self.fix_positions()
+
+    def fix_positions(self) -> dict[str, list[int]]:
+        """(f_in, f_w, f_b, f_out) of every layer, by name."""
         return {name: [int(v) for v in m.fix] for name, m in self.named_qconvs()}
-
-    def twin_fix_out(self, layer: QConv) -> None:
-        """No layer of g_s has a ŷ twin (``choose_weight_fix_positions`` asks; see MeanScaleHyperprior)."""
-        return None
-
-    def check_latent_twin(self) -> None:
-        """Nothing to check: g_s has no ŷ twin."""
 
 
 def teacher_synthesis(model_file) -> nn.Sequential:
@@ -392,7 +389,7 @@ def train(args: argparse.Namespace) -> Path:
         if args.weight_steps == "search":  # f_w by what it does to the student's output, on training crops
             crops = [sampler.batch(args.batch) for _ in range(args.calib_batches)]
             choose_weight_fix_positions(student, lambda model: crops_mse(model, crops, args.margin), report=print)
-            fixes = {name: [int(v) for v in m.fix] for name, m in student.named_qconvs()}
+            fixes = student.fix_positions()
         (out / "fix_positions.json").write_text(json.dumps(fixes, indent=1))
         print(f"calibrated: {fixes}; PTQ {psnr_on(student, validation)['psnr']:.2f} dB")
         record["ptq_psnr"] = psnr_on(student, validation)["psnr"]

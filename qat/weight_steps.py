@@ -55,7 +55,7 @@ def choose_weight_fix_positions(model: MeanScaleHyperprior, objective: Callable[
         raise ValueError("choose_weight_fix_positions needs a calibrated (quantized) model")
     chosen: dict[str, int] = {}
     for name, layer in model.named_qconvs():
-        twin = LATENT_FIX if model.twin_fix_out(layer) is not None else None
+        twin = _twin_fix_out(model, layer)
         calibrated = layer.fix_w
         scores = []
         for offset in offsets:
@@ -69,5 +69,13 @@ def choose_weight_fix_positions(model: MeanScaleHyperprior, objective: Callable[
         if report is not None:
             tried = ", ".join(f"{o:+d}: {s:.4f}" for s, o in scores)
             report(f"{name}: f_w {calibrated} → {calibrated + best_offset} ({tried})")
-    model.check_latent_twin()
+    if hasattr(model, "check_latent_twin"):
+        model.check_latent_twin()
     return chosen
+
+
+def _twin_fix_out(model, layer: QConv) -> int | None:
+    """The output position of ``layer``'s ŷ twin: a full model's g_a last conv may have one
+    (``MeanScaleHyperprior.twin_fix_out``); a model without twins (a lite decoder's g_s) has none."""
+    twin_fix_out = getattr(model, "twin_fix_out", None)
+    return None if twin_fix_out is None or twin_fix_out(layer) is None else LATENT_FIX
