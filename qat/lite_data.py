@@ -28,16 +28,36 @@ from .data import list_images
 LATENT_STRIDE = 16  # g_s upsamples ŷ by 2^4
 
 
-FLIPS = {"": (False, False), "h": (True, False), "v": (False, True), "hv": (True, True)}
-"""Flipped copies of a photo (suffix → (left-right, up-down)). The ŷ of a flipped photo is not the flipped ŷ,
-so a flip is a new photo to encode, not an augmentation of cached latents."""
+FLIPS = {"": (False, False, False), "h": (True, False, False), "v": (False, True, False),
+         "hv": (True, True, False), "t": (False, False, True), "th": (True, False, True),
+         "tv": (False, True, True), "thv": (True, True, True)}
+"""Flipped copies of a photo (suffix → (left-right, up-down, transposed)): the eight symmetries of the square,
+"t" exchanging rows and columns before any flip. The ŷ of a flipped photo is not the flipped ŷ, so a flip is
+a new photo to encode, not an augmentation of cached latents."""
+
+
+def flipped(pixels: np.ndarray, flip: str) -> np.ndarray:
+    """``pixels`` (H×W×3) flipped as ``flip`` names it (``FLIPS``)."""
+    left_right, up_down, transposed = FLIPS[flip]
+    if transposed:
+        pixels = pixels.transpose(1, 0, 2)
+    return np.ascontiguousarray(pixels[::-1 if up_down else 1, ::-1 if left_right else 1])
+
+
+def rescaled(pixels: np.ndarray, scale: float) -> np.ndarray:
+    """``pixels`` resized by ``scale`` (Lanczos, as ``train-half`` was made from ``train``); 1: unchanged."""
+    if scale == 1.0:
+        return pixels
+    height, width = pixels.shape[:2]
+    size = (max(round(width * scale), 1), max(round(height * scale), 1))
+    return np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.LANCZOS), dtype=np.uint8)
 
 
 def cache_pairs(model_file: Path, data: Path, out: Path, threads: int | None = None,
-                flips: tuple[str, ...] = ("",)) -> list[Path]:
-    """Encode every training photo (and its ``flips``) with the int8 model (whole image, golden path) and cache
-    ŷ, the padded image and the teacher's reconstruction of the padded image as ``<stem>[_<flip>].npz``.
-    Existing cache files are kept."""
+                flips: tuple[str, ...] = ("",), scale: float = 1.0) -> list[Path]:
+    """Encode every training photo (resized by ``scale``, and its ``flips``) with the int8 model (whole image,
+    golden path) and cache ŷ, the padded image and the teacher's reconstruction of the padded image as
+    ``<stem>[_<flip>].npz``. Existing cache files are kept."""
     from fxlic.families import open_codec
     from fxlic.models import load
 
@@ -52,9 +72,7 @@ def cache_pairs(model_file: Path, data: Path, out: Path, threads: int | None = N
         if target.exists():
             continue
         with Image.open(path) as im:
-            pixels = np.asarray(im.convert("RGB"), dtype=np.uint8)
-        left_right, up_down = FLIPS[flip]
-        pixels = np.ascontiguousarray(pixels[::-1 if up_down else 1, ::-1 if left_right else 1])
+            pixels = flipped(rescaled(np.asarray(im.convert("RGB"), dtype=np.uint8), scale), flip)
         y_hat = codec.encode(pixels).y_hat
         teacher = output_to_pixels(codec.net.synthesis(y_hat))  # the whole padded image, as g_s computes it
         partial = target.with_name(target.name + ".partial")  # not *.npz: never read while it is written
@@ -166,14 +184,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--flips", nargs="+", default=[""], choices=sorted(FLIPS), metavar="FLIP",
-                        help="also cache flipped photos: h (left-right), v (up-down), hv ('' = as is)")
+                        help="also cache flipped photos: h (left-right), v (up-down), t (transposed) and their "
+                             "compositions th, tv, hv, thv ('' = as is)")
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="resize the photos by this factor first (Lanczos), e.g. 0.7 for Kodak-sized photos")
     args = parser.parse_args(argv)
+    if not 0.0 < args.scale <= 1.0:
+        parser.error(f"--scale must be in (0, 1], got {args.scale}")
     if args.threads:
         torch.set_num_threads(args.threads)
     from fxlic.models import resolve
 
     model_file = args.model_file or resolve(args.model, args.quality)
-    files = cache_pairs(model_file, args.data, args.out, args.threads, tuple(args.flips))
+    files = cache_pairs(model_file, args.data, args.out, args.threads, tuple(args.flips), args.scale)
     print(f"{len(files)} pairs in {args.out}")
     return 0
 

@@ -333,3 +333,23 @@ def test_log_mse_weighs_each_crop_by_its_inverse_error() -> None:
     equal = torch.full((4,), 2e-3, dtype=torch.float64, requires_grad=True)
     crop_log_mse(equal).backward()
     assert torch.allclose(equal.grad, torch.full((4,), 0.25, dtype=torch.float64))
+
+
+def test_flips_are_the_eight_symmetries_of_the_square_and_rescaling_keeps_the_photo() -> None:
+    """``fxlic.qat.lite_data``: each flip is a distinct new photo to encode (a symmetry of the square, "t"
+    exchanging rows and columns first), and ``--scale`` resizes the way ``train-half`` was made."""
+    pytest.importorskip("torch")
+    from fxlic.qat.lite_data import FLIPS, flipped, rescaled
+
+    photo = _source_images()[0]
+    versions = {flip: flipped(photo, flip) for flip in FLIPS}
+    assert len({v.tobytes() + bytes(v.shape) for v in versions.values()}) == 8
+    assert np.array_equal(versions[""], photo)
+    assert np.array_equal(versions["t"], photo.transpose(1, 0, 2))
+    assert np.array_equal(versions["thv"], photo[::-1, ::-1].transpose(1, 0, 2))  # the anti-transpose
+    assert all(sorted(v.shape[:2]) == sorted(photo.shape[:2]) for v in versions.values())
+    half = rescaled(photo, 0.5)
+    assert half.shape == (round(photo.shape[0] / 2), round(photo.shape[1] / 2), 3) and half.dtype == np.uint8
+    # a smooth resampling: the half-size photo's mean colour is the photo's within a grey level
+    assert np.allclose(half.reshape(-1, 3).mean(0), photo.reshape(-1, 3).mean(0), atol=1.0)
+    assert rescaled(photo, 1.0) is photo
