@@ -28,6 +28,7 @@ Shapes: ŷ B×M×h×w integers (float tensors), features B×c_l×2^l h×2^l w, x
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import json
 import math
@@ -40,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from .adaround import adaround_model
 from .averaging import WeightAverage
 from .layers import QConv
 from .lite_data import LatentCropSampler, held_out, load_pairs
@@ -381,6 +383,7 @@ def train(args: argparse.Namespace) -> Path:
         print(f"adapters fitted by least squares: relative residuals {fits}")
     phase = args.phase
     if phase == "qat" and not student.quantized:
+        float_student = copy.deepcopy(student) if args.adaround else None
         student.start_calibration()
         with torch.no_grad():
             for _ in range(args.calib_batches):
@@ -390,6 +393,11 @@ def train(args: argparse.Namespace) -> Path:
             crops = [sampler.batch(args.batch) for _ in range(args.calib_batches)]
             choose_weight_fix_positions(student, lambda model: crops_mse(model, crops, args.margin), report=print)
             fixes = student.fix_positions()
+        if args.adaround:  # each weight's floor or ceil by the layer's output (fxlic.qat.adaround)
+            print(f"PTQ before AdaRound {psnr_on(student, validation)['psnr']:.2f} dB")
+            latents = [sampler.batch(args.batch)[0] for _ in range(args.calib_batches)]
+            adaround_model(student, float_student, latents, lambda model, y_hat: model(y_hat), iters=args.adaround,
+                           report=print)
         (out / "fix_positions.json").write_text(json.dumps(fixes, indent=1))
         print(f"calibrated: {fixes}; PTQ {psnr_on(student, validation)['psnr']:.2f} dB")
         record["ptq_psnr"] = psnr_on(student, validation)["psnr"]
@@ -588,6 +596,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="QAT: each layer's weight fix position as calibrated (least squared error of the weights), "
                         "or searched among +0, +1, +2 by the student's MSE on training crops "
                         "(fxlic.qat.weight_steps)")
+    p.add_argument("--adaround", type=int, default=0, metavar="ITERS",
+                   help="QAT: after calibration, choose each weight's rounding by its layer's output (AdaRound), "
+                        "ITERS steps per layer; 0: nearest")
     p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
                    help="validate and keep the exponential moving average of the weights (e.g. 0.999; 0: off)")
     p.add_argument("--loss", choices=("mse", "log-mse"), default="mse",

@@ -9,6 +9,7 @@ continues on another.
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import json
 import math
@@ -26,6 +27,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from .adaround import adaround_model
 from .averaging import WeightAverage
 from .charm import CharmConfig, model_from_config, warm_start_from_meanscale
 from .data import CropSampler
@@ -365,12 +367,19 @@ def train(args: argparse.Namespace) -> Path:
                 objective = ptq_objective(args.data, args.crop, args.seed, args.calib_batches, args.batch, lmbda)
                 alphas = align_power_of_two_scales(model, objective, report=print)
                 (out_dir / "aligned_scales.json").write_text(json.dumps(alphas, indent=1))
+            float_model = copy.deepcopy(model) if args.adaround else None
             fixes = calibrate(model, sampler, args.calib_batches, args.batch)
             print(f"calibrated {len(fixes)} layers on {args.calib_batches}×{args.batch} crops")
             if args.search_weight_steps:
                 objective = quantized_objective(args.data, args.crop, args.seed, args.batch, lmbda)
                 offsets = choose_weight_fix_positions(model, objective, report=print)
                 (out_dir / "weight_step_offsets.json").write_text(json.dumps(offsets, indent=1))
+            if args.adaround:  # each weight's floor or ceil by its layer's output (fxlic.qat.adaround)
+                crops = CropSampler(args.data, args.crop, seed=args.seed + 3)
+                batches = [crops.batch(args.batch) for _ in range(args.calib_batches)]
+                adaround_model(model, float_model, batches,
+                               lambda net, pixels: net(pixels_to_input(pixels), noisy_rate=False),
+                               iters=args.adaround, report=print)
             (out_dir / "fix_positions.json").write_text(json.dumps(model.fix_positions(), indent=1))
     if args.z_rate is None:
         args.z_rate = "coded" if args.phase == "qat" and hasattr(model, "z_rate") else "noise"
@@ -555,6 +564,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                    help="how training prices z: noise, z + U(-½, ½) (Ballé 2018; the float phase's default); "
                         "coded, the likelihood of the coded ẑ, straight-through (what the int8 stream spends; "
                         "fxlic.qat.models.rate_terms; the QAT phase's default since 2026-12-03)")
+    p.add_argument("--adaround", type=int, default=0, metavar="ITERS",
+                   help="QAT from a float --init: after calibration and the weight-step search, choose each weight's "
+                        "rounding by its layer's output on training crops (AdaRound, fxlic.qat.adaround), ITERS "
+                        "optimizer steps per layer; 0 (default): nearest")
     p.add_argument("--search-weight-steps", action=argparse.BooleanOptionalAction, default=True,
                    help="QAT from a float --init: after calibration, choose each layer's weight fix position "
                         "(calibrated, +1, +2) by the RD objective on training crops (fxlic.qat.weight_steps; "
