@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -29,7 +30,8 @@ def history(checkpoint: Path) -> list[dict]:
     while path is not None and path.exists():
         state = torch.load(path, map_location="cpu", weights_only=False)
         args = state.get("args") or {}
-        runs.append({"run": str(path.parent), "phase": state.get("phase", "float"), "steps": int(state["step"]),
+        runs.append({"run": os.path.relpath(path.resolve().parent),  # a symlinked run folder by its own name
+                      "phase": state.get("phase", "float"), "steps": int(state["step"]),
                      "minutes": state.get("elapsed_s", 0.0) / 60, "lr": args.get("lr"),
                      "data": args.get("cache", ""), "holdout_every": args.get("holdout_every", "0"),
                      "val_psnr": state.get("val_psnr"), "record": state.get("record", {})})
