@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from .activation_steps import choose_activation_fix_positions
 from .adaround import adaround_model
 from .averaging import WeightAverage
 from .layers import QConv
@@ -95,6 +96,11 @@ class LiteSynthesis(nn.Module):
         for _, layer in self.named_qconvs():
             fix_in = layer.finish_calibration(fix_in)
         return self.fix_positions()
+
+    def activation_consumers(self) -> dict[str, list[str]]:
+        """Each hidden activation's producer → the layer that reads it (``fxlic.qat.activation_steps``)."""
+        names = [name for name, _ in self.named_qconvs()]
+        return {name: [next_name] for name, next_name in zip(names, names[1:])}
 
     def fix_positions(self) -> dict[str, list[int]]:
         """(f_in, f_w, f_b, f_out) of every layer, by name."""
@@ -389,9 +395,13 @@ def train(args: argparse.Namespace) -> Path:
             for _ in range(args.calib_batches):
                 student(sampler.batch(args.batch)[0])
         fixes = student.finish_calibration()
-        if args.weight_steps == "search":  # f_w by what it does to the student's output, on training crops
+        searches = [(choose_weight_fix_positions, args.weight_steps),  # f_w, then the hidden layers' f_out,
+                    (choose_activation_fix_positions, args.activation_steps)]  # by the student's output
+        if any(kind == "search" for _, kind in searches):
             crops = [sampler.batch(args.batch) for _ in range(args.calib_batches)]
-            choose_weight_fix_positions(student, lambda model: crops_mse(model, crops, args.margin), report=print)
+            for search, kind in searches:
+                if kind == "search":
+                    search(student, lambda model: crops_mse(model, crops, args.margin), report=print)
             fixes = student.fix_positions()
         if args.adaround:  # each weight's floor or ceil by the layer's output (fxlic.qat.adaround)
             print(f"PTQ before AdaRound {psnr_on(student, validation)['psnr']:.2f} dB")
@@ -596,6 +606,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="QAT: each layer's weight fix position as calibrated (least squared error of the weights), "
                         "or searched among +0, +1, +2 by the student's MSE on training crops "
                         "(fxlic.qat.weight_steps)")
+    p.add_argument("--activation-steps", choices=("calibrated", "search"), default="calibrated",
+                   help="QAT: hidden activations' fix positions as calibrated, or searched among -1, +0, +1 by the "
+                        "student's MSE on training crops (fxlic.qat.activation_steps)")
     p.add_argument("--adaround", type=int, default=0, metavar="ITERS",
                    help="QAT: after calibration, choose each weight's rounding by its layer's output (AdaRound), "
                         "ITERS steps per layer; 0: nearest")

@@ -197,6 +197,21 @@ class MeanScaleHyperprior(nn.Module):
     def named_qconvs(self) -> list[tuple[str, QConv]]:
         return [pair for _, chain in self.layer_chains() for pair in chain]
 
+    def activation_consumers(self) -> dict[str, list[str]]:
+        """Each hidden activation, by its producer's name → the layers that read it, in dataflow order: what
+        ``fxlic.qat.activation_steps`` may move. Not the image, ẑ (h_a's last output) or the entropy
+        parameters; y (g_a's last output, read by h_a) only when ŷ comes from its twin, since otherwise ŷ is
+        rounded from y at y's position."""
+        consumers: dict[str, list[str]] = {}
+        for _, chain in self.layer_chains():
+            for (name, _), (next_name, _) in zip(chain, chain[1:]):
+                if not name.startswith("h_s_"):  # the two heads are parallel, not a chain
+                    consumers[name] = [next_name]
+        consumers[f"h_s.{len(self.h_s) - 1}"] = ["h_s_scales"] + (["h_s_means"] if self.h_s_means is not None else [])
+        if self.twin_fix_out(self.g_a[-1]) is not None:
+            consumers[f"g_a.{len(self.g_a) - 1}"] = ["h_a.0"]
+        return {name: consumers[name] for name, _ in self.named_qconvs() if name in consumers}
+
     def fix_positions(self) -> dict[str, list[int]]:
         """(f_in, f_w, f_b, f_out) of every layer by name, as frozen (what ``fix_positions.json`` records)."""
         return {name: [int(v) for v in layer.fix] for name, layer in self.named_qconvs()}

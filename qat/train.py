@@ -27,6 +27,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from .activation_steps import choose_activation_fix_positions
 from .adaround import adaround_model
 from .averaging import WeightAverage
 from .charm import CharmConfig, model_from_config, warm_start_from_meanscale
@@ -374,6 +375,10 @@ def train(args: argparse.Namespace) -> Path:
                 objective = quantized_objective(args.data, args.crop, args.seed, args.batch, lmbda)
                 offsets = choose_weight_fix_positions(model, objective, report=print)
                 (out_dir / "weight_step_offsets.json").write_text(json.dumps(offsets, indent=1))
+            if args.search_activation_steps:
+                objective = quantized_objective(args.data, args.crop, args.seed, args.batch, lmbda)
+                offsets = choose_activation_fix_positions(model, objective, report=print)
+                (out_dir / "activation_step_offsets.json").write_text(json.dumps(offsets, indent=1))
             if args.adaround:  # each weight's floor or ceil by its layer's output (fxlic.qat.adaround)
                 crops = CropSampler(args.data, args.crop, seed=args.seed + 3)
                 batches = [crops.batch(args.batch) for _ in range(args.calib_batches)]
@@ -564,6 +569,10 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                    help="how training prices z: noise, z + U(-½, ½) (Ballé 2018; the float phase's default); "
                         "coded, the likelihood of the coded ẑ, straight-through (what the int8 stream spends; "
                         "fxlic.qat.models.rate_terms; the QAT phase's default since 2026-12-03)")
+    p.add_argument("--search-activation-steps", action=argparse.BooleanOptionalAction, default=False,
+                   help="QAT from a float --init: after the weight-step search, choose each hidden activation's fix "
+                        "position among the calibrated one -1, +0, +1 by the RD objective on training crops "
+                        "(fxlic.qat.activation_steps)")
     p.add_argument("--adaround", type=int, default=0, metavar="ITERS",
                    help="QAT from a float --init: after calibration and the weight-step search, choose each weight's "
                         "rounding by its layer's output on training crops (AdaRound, fxlic.qat.adaround), ITERS "

@@ -127,3 +127,38 @@ def test_train_cli_searches_after_calibration_and_keeps_the_positions(train_dir,
     state = torch.load(qat / "checkpoint.pt", weights_only=False)["model"]
     for name, fix in fixes.items():
         assert state[f"{name}.fix"].tolist() == fix
+
+
+def test_activation_search_keeps_consumers_in_step_and_exports_exactly(train_dir, kodak_image, tmp_path) -> None:
+    """``fxlic.qat.activation_steps``: a hidden activation's f_out moves with its consumers' f_in, only to
+    positions legal as they stand (FXP-P1), never for the image, ẑ or the entropy parameters; the objective on
+    the search's crops cannot grow (offset 0 is a candidate), and the export moves nothing."""
+    from fxlic.qat.activation_steps import choose_activation_fix_positions
+
+    model = _calibrated(train_dir)
+    before_fixes = model.fix_positions()
+    objective = quantized_objective(train_dir, 64, seed=0, batch_size=2, lmbda=0.0483, eval_batches=2)
+    before = objective(model)
+    offsets = choose_activation_fix_positions(model, objective, offsets=(-1, 0, 1, 2))
+    assert objective(model) <= before
+    consumers = model.activation_consumers()
+    assert set(offsets) == set(consumers) and not {"g_s.3", "h_a.2", "h_s_scales", "h_s_means"} & set(consumers)
+    layers = dict(model.named_qconvs())
+    for name, readers in consumers.items():
+        assert layers[name].fix_out == before_fixes[name][3] + offsets[name]
+        assert all(layers[r].fix_in == layers[name].fix_out for r in readers)
+    for name, layer in layers.items():  # the weights' positions and every non-hidden output stay
+        assert layer.fix_w == before_fixes[name][1]
+        if name not in consumers:
+            assert layer.fix_out == before_fixes[name][3]
+        assert legal_weight_fix(layer, layer.fix_w, 0 if name == "g_a.3" else None)
+    path = tmp_path / "searched.npz"
+    export_model(model, "tiny", 1).save(path)
+    from fxlic.reference.modelfile import load_model_file
+
+    model_file = load_model_file(path)
+    for name, layer in model.named_qconvs():
+        assert model_file.layers[name].fix_out == layer.fix_out and model_file.layers[name].fix_w == layer.fix_w
+    stats: dict = defaultdict(lambda: {"elements": 0, "mismatches": 0})
+    compare_image(model, Codec(model_file), kodak_image(23, (0, 0, 100, 150)), stats)
+    assert stats and not {name: row for name, row in stats.items() if row["mismatches"]}
