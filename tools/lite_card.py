@@ -77,7 +77,9 @@ def main() -> int:
              "docs/lite-decoders.md. Recipe: `tools/lite_recipe.sh`; measurement: `tools/measure_lite.sh`.", "",
              f"Teacher: the shipped int8 model of each quality (its encoder's ŷ of the training photos, its g_s for "
              f"the pruning start). Data: the 40 training photos (`../shared/data/train`, at full and half "
-             f"resolution, the latter with three flips), every fifth photo held out; never Kodak. Hardware: "
+             f"resolution, the latter with three flips; the runs on `cache-qQ-s07` and `cache-qQ-half-t` also at "
+             f"0.7× with a half turn, its transpose and anti-transpose, and at half resolution transposed with "
+             f"three flips), every fifth photo held out; never Kodak. Hardware: "
              f"{args.hardware}. GPU minutes: 0.", "",
              "## Training, per quality (oldest run first; minutes are one thread's wall clock)", "",
              "| quality | phase | run | steps | minutes | lr | data | validation dB |",

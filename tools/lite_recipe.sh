@@ -6,8 +6,11 @@
 #
 # 1. Cache (ŷ, photo, teacher's x̂) of the 40 training photos with the shipped q QUALITY model (golden path;
 #    RUNS/cache-qQ, about 3 minutes on 2 threads; kept), and of the same photos at half resolution with their
-#    three flips (RUNS/cache-qQ-half, 160 pairs): the ŷ of a flipped or rescaled photo is a new photo's.
-#    Every fifth photo (all its flips and scales) is held out of training: the validation (docs/lite-decoders.md).
+#    three flips (RUNS/cache-qQ-half, 160 pairs): the ŷ of a flipped or rescaled photo is a new photo's. More
+#    photos to the encoder from the same 40 (docs/lite-decoders.md §10): at 0.7× (Kodak's scale) as is, turned
+#    by a half turn, transposed and anti-transposed (RUNS/cache-qQ-s07, 160), and at half resolution transposed
+#    with its three flips (RUNS/cache-qQ-half-t, 160). Every fifth photo (all its flips and scales) is held out of
+#    training; the validation is its full- and half-resolution photos as they are (docs/lite-decoders.md).
 # 2. Float student, FLOAT_MIN minutes on one thread: from INIT_FROM (a lite checkpoint of the same quality and
 #    widths, to go on training it) or, without it, pruned from the teacher's g_s by channel energy and refitted
 #    by least squares. lr 1e-4 (÷10 for the last 20 %), 8 × 128² crops with one latent of context, drawn per
@@ -49,7 +52,14 @@ count() { find -L "$1" -name '*.npz' ! -name '*.tmp.npz' 2>/dev/null | wc -l; }
 [ "$(count "$CACHE")" -ge 40 ] || $PY -m fxlic.qat.lite_data --quality "$Q" --out "$CACHE" --threads 2
 [ "$(count "$HALF")" -ge 160 ] || $PY -m fxlic.qat.lite_data --quality "$Q" \
   --data "${FXLIC_DATA:-../shared/data}/train-half" --flips "" h v hv --out "$HALF" --threads 2
-DATA=(--cache "$CACHE" "$HALF" --holdout-every 5 --quality "$Q" --threads "$THREADS")
+S07=$RUNS/cache-q$Q-s07
+HALF_T=$RUNS/cache-q$Q-half-t
+[ "$(count "$S07")" -ge 160 ] || $PY -m fxlic.qat.lite_data --quality "$Q" --scale 0.7 --flips "" hv t thv \
+  --out "$S07" --threads 2
+[ "$(count "$HALF_T")" -ge 160 ] || $PY -m fxlic.qat.lite_data --quality "$Q" \
+  --data "${FXLIC_DATA:-../shared/data}/train-half" --flips t th tv thv --out "$HALF_T" --threads 2
+DATA=(--cache "$CACHE" "$HALF" "$S07" "$HALF_T" --val-cache "$CACHE" "$HALF" --holdout-every 5 --quality "$Q"
+  --threads "$THREADS")
 # shellcheck disable=SC2086
 step float "$FLOAT" $PY -m fxlic.qat.lite "${DATA[@]}" --out "$FLOAT" --widths $WIDTHS --minutes "$FLOAT_MIN" \
   --lr "$LR" --warmup 200 --val-every 2000 ${INIT:+--init-from "$INIT"}
