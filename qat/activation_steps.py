@@ -22,17 +22,11 @@ from collections.abc import Callable
 from torch import nn
 
 from .layers import QConv
-from .weight_steps import _twin_fix_out, legal_weight_fix
+from .weight_steps import _twin_fix_out, best_offset, legal_weight_fix
 
 
 def _legal(model: nn.Module, layer: QConv) -> bool:
     return legal_weight_fix(layer, layer.fix_w, _twin_fix_out(model, layer))
-
-
-def _set_output(producer: QConv, consumers: list[QConv], fix_out: int) -> None:
-    producer.fix[3] = fix_out
-    for consumer in consumers:
-        consumer.fix[0] = fix_out
 
 
 def choose_activation_fix_positions(model: nn.Module, objective: Callable[[nn.Module], float],
@@ -50,17 +44,17 @@ def choose_activation_fix_positions(model: nn.Module, objective: Callable[[nn.Mo
         if producer.forced_fix_out is not None:
             continue
         calibrated = producer.fix_out
-        scores = []
-        for offset in offsets:
-            _set_output(producer, consumers, calibrated + offset)
-            if all(_legal(model, layer) for layer in (producer, *consumers)):
-                scores.append((objective(model), offset))
-        best_score, best_offset = min(scores, key=lambda s: (s[0], abs(s[1])))
-        _set_output(producer, consumers, calibrated + best_offset)
-        chosen[name] = best_offset
+
+        def set_output_fix(offset: int, producer: QConv = producer, consumers: list[QConv] = consumers,
+                           calibrated: int = calibrated) -> bool:
+            producer.fix[3] = calibrated + offset
+            for consumer in consumers:
+                consumer.fix[0] = calibrated + offset
+            return all(_legal(model, layer) for layer in (producer, *consumers))
+
+        chosen[name], tried = best_offset(model, objective, offsets, set_output_fix)
         if report is not None:
-            tried = ", ".join(f"{o:+d}: {s:.4f}" for s, o in scores)
-            report(f"{name} → {', '.join(consumer_names)}: f_out {calibrated} → {calibrated + best_offset} ({tried})")
+            report(f"{name} → {', '.join(consumer_names)}: f_out {calibrated} → {calibrated + chosen[name]} ({tried})")
     if hasattr(model, "check_latent_twin"):
         model.check_latent_twin()
     return chosen

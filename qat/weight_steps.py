@@ -57,21 +57,30 @@ def choose_weight_fix_positions(model: MeanScaleHyperprior, objective: Callable[
     for name, layer in model.named_qconvs():
         twin = _twin_fix_out(model, layer)
         calibrated = layer.fix_w
-        scores = []
-        for offset in offsets:
+
+        def set_weight_fix(offset: int, layer: QConv = layer, calibrated: int = calibrated, twin=twin) -> bool:
             if not legal_weight_fix(layer, calibrated + offset, twin):
-                continue
+                return False
             layer.fix[1] = calibrated + offset
-            scores.append((objective(model), offset))
-        best_score, best_offset = min(scores, key=lambda s: (s[0], abs(s[1])))
-        layer.fix[1] = calibrated + best_offset
-        chosen[name] = best_offset
+            return True
+
+        chosen[name], tried = best_offset(model, objective, offsets, set_weight_fix)
         if report is not None:
-            tried = ", ".join(f"{o:+d}: {s:.4f}" for s, o in scores)
-            report(f"{name}: f_w {calibrated} → {calibrated + best_offset} ({tried})")
+            report(f"{name}: f_w {calibrated} → {calibrated + chosen[name]} ({tried})")
     if hasattr(model, "check_latent_twin"):
         model.check_latent_twin()
     return chosen
+
+
+def best_offset(model, objective: Callable, offsets: tuple[int, ...],
+                set_offset: Callable[[int], bool]) -> tuple[int, str]:
+    """One coordinate of the search: ``set_offset(o)`` sets a position to its calibrated value + o and says
+    whether that is legal (illegal ones are not scored); the offset of least ``objective(model)`` (ties: the
+    smallest move) is set last. Returns it and the scores tried, as text."""
+    scores = [(objective(model), offset) for offset in offsets if set_offset(offset)]
+    _, best = min(scores, key=lambda s: (s[0], abs(s[1])))
+    set_offset(best)
+    return best, ", ".join(f"{o:+d}: {s:.4f}" for s, o in scores)
 
 
 def _twin_fix_out(model, layer: QConv) -> int | None:
