@@ -371,14 +371,14 @@ def train(args: argparse.Namespace) -> Path:
             float_model = copy.deepcopy(model) if args.adaround else None
             fixes = calibrate(model, sampler, args.calib_batches, args.batch)
             print(f"calibrated {len(fixes)} layers on {args.calib_batches}×{args.batch} crops")
-            if args.search_weight_steps:
+            searches = [(choose_weight_fix_positions, args.search_weight_steps, "weight_step_offsets.json"),
+                        (choose_activation_fix_positions, args.search_activation_steps, "activation_step_offsets.json")]
+            if any(on for _, on, _ in searches):  # one objective (the same crops) for both searches
                 objective = quantized_objective(args.data, args.crop, args.seed, args.batch, lmbda)
-                offsets = choose_weight_fix_positions(model, objective, report=print)
-                (out_dir / "weight_step_offsets.json").write_text(json.dumps(offsets, indent=1))
-            if args.search_activation_steps:
-                objective = quantized_objective(args.data, args.crop, args.seed, args.batch, lmbda)
-                offsets = choose_activation_fix_positions(model, objective, report=print)
-                (out_dir / "activation_step_offsets.json").write_text(json.dumps(offsets, indent=1))
+                for search, on, record in searches:
+                    if on:
+                        offsets = search(model, objective, report=print)
+                        (out_dir / record).write_text(json.dumps(offsets, indent=1))
             if args.adaround:  # each weight's floor or ceil by its layer's output (fxlic.qat.adaround)
                 crops = CropSampler(args.data, args.crop, seed=args.seed + 3)
                 batches = [crops.batch(args.batch) for _ in range(args.calib_batches)]
